@@ -1,0 +1,63 @@
+//! The JSON documents of the admin API and the trait that supplies them.
+
+use serde::Serialize;
+
+/// What the admin server asks of the running proxy.
+///
+/// Implemented by the `smartlb` facade over its live state; called on each admin request,
+/// never on the proxy's request path.
+pub trait AdminSource: Send + Sync + 'static {
+    /// A point-in-time report of every upstream and backend.
+    fn status(&self) -> StatusReport;
+
+    /// Whether the proxy is ready for traffic: the configuration is loaded and at least one
+    /// backend of every upstream is healthy.
+    fn ready(&self) -> bool;
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusReport {
+    /// The smartlb version.
+    pub version: String,
+    /// Seconds since the proxy started.
+    pub uptime_seconds: f64,
+    /// Every upstream, in configuration order.
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+/// One upstream in a [`StatusReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UpstreamStatus {
+    /// The upstream's name.
+    pub name: String,
+    /// The selection algorithm, by its configuration name (`p2c-ewma`, ...).
+    pub algorithm: String,
+    /// Every backend, primaries then backups, in configuration order.
+    pub backends: Vec<BackendStatus>,
+}
+
+/// One backend in a [`StatusReport`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackendStatus {
+    /// `host:port` as configured.
+    pub address: String,
+    /// `healthy`, `unhealthy`, `ejected`, `draining`, `slow-start` or `backup`.
+    pub state: String,
+    /// Whether the backend is a backup (used only when no primary is available).
+    pub backup: bool,
+    /// The weight from the configuration.
+    pub configured_weight: u32,
+    /// The weight the balancer uses now (configuration × health × slow start).
+    pub effective_weight: f64,
+    /// Requests outstanding at the backend now.
+    pub in_flight: u64,
+    /// Requests sent to the backend since start.
+    pub requests_total: u64,
+    /// Failed requests (connect errors, resets, timeouts, 5xx) since start.
+    pub errors_total: u64,
+    /// Exponentially weighted mean latency to the response head, in milliseconds.
+    pub latency_ewma_ms: f64,
+    /// 99th percentile latency over the recent window, in milliseconds.
+    pub latency_p99_ms: f64,
+}
