@@ -1,1 +1,113 @@
-fn main() {}
+//! The `smartlb` binary: command line, logging, signals. Everything else lives in the
+//! library crates; see the `smartlb` crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// A smart HTTP load balancer.
+#[derive(Debug, Parser)]
+#[command(name = "smartlb", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Configuration file (default: $SMARTLB_CONFIG, else ./smartlb.toml).
+        #[arg(short, long, env = "SMARTLB_CONFIG", default_value = "smartlb.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: prints `ok`, or every error found (exit 2).
+    Check {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run the embedded demo: demo backends, the proxy and a load generator, with a live view.
+    Demo {
+        /// Stop after this long ("20s", "2m"); default: run until Ctrl-C.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+        /// Print plain frames instead of redrawing the terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    smartlb::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match smartlb::config::load_file(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let config = match smartlb::config::load_file(&config) {
+                Ok(config) => config,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(error) = smartlb::logging::init(&config.log) {
+                eprintln!("smartlb: {error}");
+                return ExitCode::from(2);
+            }
+            let runtime = match smartlb::runtime::build(config.server.workers) {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("smartlb: cannot start the runtime: {error}");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(async {
+                match smartlb::run(&config, smartlb::runtime::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("smartlb: {}", smartlb::error_chain(&error));
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+        Command::Demo { duration, plain } => {
+            let runtime = match smartlb::runtime::build(0) {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("smartlb: cannot start the runtime: {error}");
+                    return ExitCode::from(1);
+                }
+            };
+            let options = smartlb::demo::DemoOptions {
+                duration,
+                plain,
+                ..smartlb::demo::DemoOptions::default()
+            };
+            runtime.block_on(async {
+                match smartlb::demo::run(options, smartlb::runtime::shutdown_signal()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("smartlb demo: {}", smartlb::error_chain(&*error));
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+    }
+}

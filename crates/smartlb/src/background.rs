@@ -1,0 +1,82 @@
+//! Background work of a running proxy: active health checks and the statistics tick.
+//! Nothing here is on the request path.
+
+use std::time::Duration;
+
+use smartlb_health::{CheckTarget, HealthChecker};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock;
+use crate::proxy::Proxy;
+
+/// How often statistics advance and time-driven health changes are reported.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Starts, per upstream, a task that owns its backends' health checkers and ticks its
+/// statistics every second; each task ends when `stopped` turns `true`.
+pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    proxy
+        .upstreams()
+        .iter()
+        .map(|upstream| {
+            let upstream = upstream.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                // Dropping the handles (when this task ends) stops the checkers.
+                let _checks = match upstream.check_options() {
+                    None => Vec::new(),
+                    Some(options) => match HealthChecker::new(options.clone()) {
+                        Ok(checker) => {
+                            let checker = checker.with_clock(clock::now);
+                            let mut handles = Vec::new();
+                            for endpoint in upstream.endpoints().endpoints() {
+                                let Some(addr) = resolve(endpoint.address()).await else {
+                                    tracing::error!(
+                                        upstream = upstream.name(),
+                                        backend = endpoint.address(),
+                                        "cannot resolve the backend for health checks"
+                                    );
+                                    continue;
+                                };
+                                let target = CheckTarget::new(addr);
+                                match checker.spawn(target, endpoint.health().clone()) {
+                                    Ok(handle) => handles.push(handle),
+                                    Err(error) => tracing::error!(
+                                        upstream = upstream.name(),
+                                        backend = endpoint.address(),
+                                        %error,
+                                        "cannot start health checks"
+                                    ),
+                                }
+                            }
+                            handles
+                        }
+                        Err(error) => {
+                            tracing::error!(upstream = upstream.name(), %error, "health checks disabled");
+                            Vec::new()
+                        }
+                    },
+                };
+                let mut ticker = tokio::time::interval(TICK);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => upstream.tick(clock::now()),
+                        changed = stopped.wait_for(|s| *s) => {
+                            let _ = changed;
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn resolve(address: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(addr) = address.parse() {
+        return Some(addr);
+    }
+    tokio::net::lookup_host(address).await.ok()?.next()
+}

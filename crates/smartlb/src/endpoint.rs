@@ -1,0 +1,170 @@
+//! One backend as the balancer sees it: its service, weight, health and live statistics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smartlb_balance::{Endpoints, Nanos, PeakEwma, hash_bytes};
+use smartlb_health::{BackendHealth, HealthState};
+use smartlb_traffic::BackendStats;
+
+/// Default decay of the peak-EWMA latency estimate (as tower and linkerd use).
+pub(crate) const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// Cost assumed for an endpoint without latency samples (tower's default).
+pub(crate) const EWMA_DEFAULT_NS: f64 = 30_000_000.0;
+/// Latency recorded for a connect error, reset or timeout, so that a backend failing fast
+/// never looks fast to latency-aware algorithms.
+pub(crate) const FAILURE_LATENCY: Duration = Duration::from_secs(1);
+
+/// One endpoint of a balanced set: a service `S` plus everything the balancer reads about it.
+///
+/// Shared by `Arc` between the request path (which records into it) and the background
+/// tasks (health checks, statistics ticks, the admin API).
+#[derive(Debug)]
+pub struct Endpoint<S> {
+    id: u64,
+    address: String,
+    configured_weight: u32,
+    backup: bool,
+    service: S,
+    stats: Arc<BackendStats>,
+    health: Arc<BackendHealth>,
+    ewma: PeakEwma,
+}
+
+impl<S> Endpoint<S> {
+    /// A new endpoint named `address` (used in logs, metrics and the status API).
+    pub fn new(
+        address: impl Into<String>,
+        configured_weight: u32,
+        backup: bool,
+        service: S,
+        health: Arc<BackendHealth>,
+    ) -> Self {
+        let address = address.into();
+        Self {
+            id: hash_bytes(address.as_bytes()),
+            address,
+            configured_weight,
+            backup,
+            service,
+            stats: Arc::new(BackendStats::new()),
+            health,
+            ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
+        }
+    }
+
+    /// The address (or name) of the endpoint.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A stable identity derived from the address.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The configured weight.
+    pub fn configured_weight(&self) -> u32 {
+        self.configured_weight
+    }
+
+    /// Whether this endpoint is a backup.
+    pub fn is_backup(&self) -> bool {
+        self.backup
+    }
+
+    /// The endpoint's service.
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// Live request statistics.
+    pub fn stats(&self) -> &Arc<BackendStats> {
+        &self.stats
+    }
+
+    /// Health state (active checks, outlier detection, draining, slow start).
+    pub fn health(&self) -> &Arc<BackendHealth> {
+        &self.health
+    }
+
+    /// Peak-EWMA latency in nanoseconds, decayed to `now`.
+    pub fn latency(&self, now: Nanos) -> Option<f64> {
+        self.ewma.get(now)
+    }
+
+    /// The weight the balancer uses at `now`: configured weight × slow-start factor.
+    pub fn effective_weight(&self, now: Nanos) -> f64 {
+        f64::from(self.configured_weight) * self.health.weight_factor(now)
+    }
+
+    /// The state reported to operators.
+    pub fn state(&self, now: Nanos) -> HealthState {
+        self.health.state(now)
+    }
+
+    pub(crate) fn observe_latency(&self, latency: Duration, now: Nanos) {
+        self.ewma.observe(latency.as_nanos() as f64, now);
+    }
+}
+
+/// The balancer's view of a slice of endpoints at one instant.
+///
+/// Eligibility is computed live: an endpoint is eligible when its health says it may take
+/// new requests, it belongs to the active tier (primaries, or backups when no primary is
+/// available), and it was not already tried for this request.
+pub(crate) struct View<'a, S> {
+    pub(crate) endpoints: &'a [Arc<Endpoint<S>>],
+    pub(crate) now: Nanos,
+    pub(crate) use_backups: bool,
+    pub(crate) exclude: &'a [u64],
+}
+
+impl<'a, S> View<'a, S> {
+    pub(crate) fn new(endpoints: &'a [Arc<Endpoint<S>>], now: Nanos, exclude: &'a [u64]) -> Self {
+        let use_backups = !endpoints
+            .iter()
+            .any(|e| !e.backup && e.health.is_available(now));
+        Self {
+            endpoints,
+            now,
+            use_backups,
+            exclude,
+        }
+    }
+}
+
+impl<S> Endpoints for View<'_, S> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    #[inline]
+    fn weight(&self, i: usize) -> f64 {
+        self.endpoints[i].effective_weight(self.now)
+    }
+
+    #[inline]
+    fn is_eligible(&self, i: usize) -> bool {
+        let e = &self.endpoints[i];
+        e.backup == self.use_backups
+            && e.health.is_available(self.now)
+            && !self.exclude.contains(&e.id)
+    }
+
+    #[inline]
+    fn in_flight(&self, i: usize) -> u64 {
+        self.endpoints[i].stats.in_flight()
+    }
+
+    #[inline]
+    fn latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        self.endpoints[i].ewma.get(now)
+    }
+
+    #[inline]
+    fn id(&self, i: usize) -> u64 {
+        self.endpoints[i].id
+    }
+}

@@ -1,0 +1,197 @@
+//! The whole proxy as one service: routing in front of the upstreams.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use smartlb_admin::{AdminSource, BackendStatus, StatusReport, UpstreamStatus};
+use smartlb_config::Config;
+use smartlb_proxy::ProxyBody;
+
+use crate::clock;
+use crate::error::BuildError;
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// The proxy: routes each request to an upstream, which balances it over its backends.
+///
+/// A tower `Service<http::Request<B>>` that never fails (errors become the proxy's own
+/// responses). Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    router: Router,
+    upstreams: Vec<Upstream>,
+    access_log: bool,
+    started: Instant,
+}
+
+impl Proxy {
+    /// Builds the proxy described by a validated configuration.
+    ///
+    /// # Errors
+    ///
+    /// See [`BuildError`]: a backend name that does not resolve, or a discovery kind this
+    /// build cannot follow.
+    pub fn from_config(config: &Config) -> Result<Self, BuildError> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::from_config(u, config.server.request_timeout))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_upstreams(upstreams, &config.routes, config.log.access_log)
+    }
+
+    /// Builds a proxy over upstreams built by hand, routed by `routes` (every request goes
+    /// to the first upstream when `routes` is empty).
+    ///
+    /// # Errors
+    ///
+    /// A route naming an upstream that is not given.
+    pub fn from_upstreams(
+        upstreams: Vec<Upstream>,
+        routes: &[smartlb_config::RouteConfig],
+        access_log: bool,
+    ) -> Result<Self, BuildError> {
+        let router = Router::new(routes, &upstreams)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                router,
+                upstreams,
+                access_log,
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    /// The upstreams, in configuration order.
+    pub fn upstreams(&self) -> &[Upstream] {
+        &self.inner.upstreams
+    }
+
+    /// The upstream named `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.inner.upstreams.iter().find(|u| u.name() == name)
+    }
+
+    /// Handles one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(upstream) = self.inner.router.route(&req) else {
+            return smartlb_proxy::error_response(StatusCode::NOT_FOUND, "no-route");
+        };
+        if !self.inner.access_log {
+            return upstream.forward(req).await;
+        }
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let upstream = upstream.clone();
+        let resp = upstream.forward(req).await;
+        tracing::info!(
+            target: "smartlb::access",
+            %method,
+            path,
+            status = resp.status().as_u16(),
+            upstream = upstream.name(),
+            duration_ms = started.elapsed().as_secs_f64() * 1e3,
+        );
+        resp
+    }
+
+    /// A point-in-time report of every upstream and backend (the status API's document).
+    pub fn status(&self) -> StatusReport {
+        let now = clock::now();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            upstreams: self
+                .inner
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let set = u.endpoints();
+                    UpstreamStatus {
+                        name: u.name().to_string(),
+                        algorithm: set.algorithm().as_str().to_string(),
+                        backends: set
+                            .endpoints()
+                            .iter()
+                            .map(|e| {
+                                let stats = e.stats();
+                                let recent = u.summary(e.address());
+                                BackendStatus {
+                                    address: e.address().to_string(),
+                                    state: e.state(now).as_str().to_string(),
+                                    backup: e.is_backup(),
+                                    configured_weight: e.configured_weight(),
+                                    effective_weight: e.effective_weight(now),
+                                    in_flight: stats.in_flight(),
+                                    requests_total: stats.requests_total(),
+                                    errors_total: stats.errors_total(),
+                                    latency_ewma_ms: e.latency(now).unwrap_or(0.0) / 1e6,
+                                    latency_p99_ms: recent
+                                        .and_then(|r| r.window.latency_p99_ms)
+                                        .unwrap_or(0.0),
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether every upstream has at least one backend that may take requests.
+    pub fn ready(&self) -> bool {
+        let now = clock::now();
+        self.inner.upstreams.iter().all(|u| {
+            u.endpoints()
+                .endpoints()
+                .iter()
+                .any(|e| e.health().is_available(now))
+        })
+    }
+}
+
+impl AdminSource for Proxy {
+    fn status(&self) -> StatusReport {
+        Proxy::status(self)
+    }
+
+    fn ready(&self) -> bool {
+        Proxy::ready(self)
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Proxy
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.handle(req).await) })
+    }
+}
