@@ -1,4 +1,5 @@
 //! The admin API over real HTTP on loopback.
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,13 +46,18 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, 
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     let status = out[9..12].parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 #[tokio::test]
 async fn endpoints_answer_over_http() {
-    let fake = Arc::new(Fake { ready: AtomicBool::new(false) });
+    let fake = Arc::new(Fake {
+        ready: AtomicBool::new(false),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -81,7 +87,9 @@ async fn endpoints_answer_over_http() {
         assert_eq!(json["status"], 404);
         assert_eq!(request(addr, "POST", "/healthz").await.0, 405);
     };
-    tokio::time::timeout(std::time::Duration::from_secs(10), run).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), run)
+        .await
+        .unwrap();
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

@@ -34,6 +34,14 @@ pub enum BuildError {
         /// The algorithm's name.
         algorithm: String,
     },
+    /// An upstream built in code is not valid.
+    #[error("upstream `{upstream}`: {reason}")]
+    Invalid {
+        /// The upstream's name.
+        upstream: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The analysis settings cannot be served.
     #[error("upstream `{upstream}`: analysis settings: {reason}")]
     Analysis {

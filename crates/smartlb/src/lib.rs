@@ -71,7 +71,7 @@ pub use retry::{RetryPolicy, is_idempotent};
 pub use router::Router;
 pub use server::{Running, run, server_options, start, start_with};
 pub use set::EndpointSet;
-pub use upstream::{Backend, Upstream};
+pub use upstream::{Backend, Upstream, UpstreamBuilder};
 
 pub use smartlb_balance as algorithms;
 pub use smartlb_config as config;

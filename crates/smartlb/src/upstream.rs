@@ -344,10 +344,11 @@ async fn try_once(
             );
             if may_retry {
                 if !error.was_sent() {
-                    if inner.retry.retries_connect_failure() && inner.retry.withdraw() {
-                        if let Some(req) = error.take_request() {
-                            return Attempt::Retry(req);
-                        }
+                    if inner.retry.retries_connect_failure()
+                        && inner.retry.withdraw()
+                        && let Some(req) = error.take_request()
+                    {
+                        return Attempt::Retry(req);
                     }
                 } else if let Some(parts) = replay
                     && inner
@@ -403,5 +404,102 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move { Ok(forward(&inner, req).await) })
+    }
+}
+
+/// Builds an [`Upstream`] in code, for embedders without a configuration file.
+///
+/// Every setting not given keeps the configuration file's default (algorithm `adaptive`,
+/// outlier detection, two retries within a 20% budget, 30 s slow start, no active checks).
+///
+/// ```
+/// use smartlb::Upstream;
+/// use smartlb::config::Algorithm;
+///
+/// let upstream = Upstream::builder("api")
+///     .algorithm(Algorithm::RoundRobin)
+///     .backend("127.0.0.1:8081".parse().unwrap(), 1)
+///     .backend("127.0.0.1:8082".parse().unwrap(), 3)
+///     .build()
+///     .unwrap();
+/// assert_eq!(upstream.endpoints().endpoints().len(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct UpstreamBuilder {
+    config: UpstreamConfig,
+    request_timeout: std::time::Duration,
+}
+
+impl Upstream {
+    /// Starts building an upstream named `name`.
+    pub fn builder(name: impl Into<String>) -> UpstreamBuilder {
+        UpstreamBuilder {
+            config: UpstreamConfig::new(name, Vec::new()),
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+impl UpstreamBuilder {
+    /// The selection algorithm.
+    pub fn algorithm(mut self, algorithm: smartlb_config::Algorithm) -> Self {
+        self.config.algorithm = algorithm;
+        self
+    }
+
+    /// Adds a backend with a weight (1 to 1000).
+    pub fn backend(mut self, address: SocketAddr, weight: u32) -> Self {
+        let mut backend = smartlb_config::BackendConfig::new(smartlb_config::BackendAddress::new(
+            smartlb_config::Scheme::Http,
+            address.ip().to_string(),
+            address.port(),
+        ));
+        backend.weight = weight;
+        self.config.backends.push(backend);
+        self
+    }
+
+    /// How long a backend may take to answer with a response head (default 30 s).
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Starts from a whole upstream configuration (as parsed from a file).
+    pub fn config(mut self, config: UpstreamConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the upstream.
+    ///
+    /// # Errors
+    ///
+    /// No backend, a weight outside 1..=1000, or an error of [`Upstream::from_config`].
+    pub fn build(self) -> Result<Upstream, BuildError> {
+        let name = self.config.name.clone();
+        if self.config.backends.is_empty() {
+            return Err(BuildError::Invalid {
+                upstream: name,
+                reason: "no backend".into(),
+            });
+        }
+        let range =
+            smartlb_config::BackendConfig::MIN_WEIGHT..=smartlb_config::BackendConfig::MAX_WEIGHT;
+        if let Some(bad) = self
+            .config
+            .backends
+            .iter()
+            .find(|b| !range.contains(&b.weight))
+        {
+            return Err(BuildError::Invalid {
+                upstream: name,
+                reason: format!(
+                    "backend {} has weight {}, outside 1..=1000",
+                    bad.address, bad.weight
+                ),
+            });
+        }
+        Upstream::from_config(&self.config, self.request_timeout)
     }
 }

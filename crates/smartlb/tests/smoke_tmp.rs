@@ -1,0 +1,3 @@
+//! Temporary.
+#[test]
+fn t() {}
