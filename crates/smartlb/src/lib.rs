@@ -53,7 +53,7 @@ pub mod clock;
 pub mod demo;
 mod endpoint;
 mod error;
-mod health;
+mod health_options;
 pub mod logging;
 mod proxy;
 mod retry;
@@ -75,6 +75,7 @@ pub use upstream::{Backend, Upstream, UpstreamBuilder};
 
 pub use smartlb_balance as algorithms;
 pub use smartlb_config as config;
+pub use smartlb_health::HealthConfig;
 
 /// Formats an error with its chain of causes: `outer: cause: root cause`.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {

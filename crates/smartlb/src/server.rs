@@ -16,8 +16,10 @@ use crate::proxy::Proxy;
 
 /// A running proxy: its listeners, admin server and background tasks.
 ///
-/// Dropping it does not stop it; call [`Running::shutdown`].
+/// Dropping it stops accepting at once (in-flight requests still finish on their own
+/// tasks); call [`Running::shutdown`] to wait for them.
 #[derive(Debug)]
+#[must_use = "dropping a Running stops the proxy"]
 pub struct Running {
     proxy: Proxy,
     listen: Vec<SocketAddr>,

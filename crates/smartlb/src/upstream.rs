@@ -68,7 +68,7 @@ impl Upstream {
                     upstream: config.name.clone(),
                     algorithm: config.algorithm.as_str().to_string(),
                 })?;
-        let health_options = crate::health::options(config);
+        let health_options = crate::health_options::options(config);
         let budget = Arc::new(EjectionBudget::new(config.outlier.max_ejection_percent));
         let now = clock::now();
         let series_config = SeriesConfig::new(config.analysis.tick, config.analysis.history)
@@ -116,7 +116,7 @@ impl Upstream {
                 set: ArcSwap::from_pointee(EndpointSet::new(algorithm, endpoints)),
                 retry: RetryPolicy::new(&config.retry),
                 hash_key: config.hash_key.clone(),
-                check: crate::health::check_options(config),
+                check: crate::health_options::check_options(config),
                 series: Mutex::new(series),
             }),
         })

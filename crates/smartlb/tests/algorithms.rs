@@ -44,6 +44,7 @@ async fn round_robin_is_exactly_even_for_sequential_requests() {
     ))
     .await;
     let tally = sequential(proxy_addr(&running), "/", 300).await;
+    eprintln!("{tally:?}");
     for name in ["a", "b", "c"] {
         let n = tally.count(name);
         assert!((99..=101).contains(&n), "{name}: {n}: {tally:?}");
@@ -61,6 +62,7 @@ async fn weighted_round_robin_follows_the_weights() {
     ))
     .await;
     let tally = sequential(proxy_addr(&running), "/", 300).await;
+    eprintln!("{tally:?}");
     // Smooth weighted round-robin is exact over every full cycle of 6 picks.
     for (name, expected) in [("a", 50), ("b", 100), ("c", 150)] {
         let n = tally.count(name);
@@ -75,6 +77,7 @@ async fn random_spreads_evenly() {
     let running =
         common::start_proxy(&one_upstream("random", &addrs(&backends, &[1, 5, 1]), "")).await;
     let tally = concurrent(proxy_addr(&running), "/", 4, 150).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 600);
     // Weights are ignored; 600 uniform draws: σ ≈ 0.019 per share, tolerance ≈ 5σ.
     for name in ["a", "b", "c"] {
@@ -93,6 +96,7 @@ async fn weighted_random_follows_the_weights() {
     ))
     .await;
     let tally = concurrent(proxy_addr(&running), "/", 4, 150).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 600);
     // σ ≤ 0.021 per share at 600 draws; tolerance ≈ 4.5σ.
     assert_near(&tally, "a", 1.0 / 6.0, 0.09);
@@ -116,6 +120,7 @@ async fn least_requests_uses_every_backend() {
     ))
     .await;
     let tally = concurrent(proxy_addr(&running), "/", 6, 50).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 300);
     for name in ["a", "b", "c"] {
         assert!(
@@ -136,6 +141,7 @@ async fn p2c_ewma_avoids_the_slow_backend() {
     let running =
         common::start_proxy(&one_upstream("p2c-ewma", &addrs(&backends, &[1, 1, 1]), "")).await;
     let tally = concurrent(proxy_addr(&running), "/", 4, 60).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 240);
     let slow = tally.count("slow");
     // An even spread would give the slow backend 80; its 50 ms peak-EWMA cost loses every
@@ -200,6 +206,7 @@ async fn ip_hash_sends_one_client_to_one_backend() {
         common::start_proxy(&one_upstream("ip-hash", &addrs(&backends, &[1, 1, 1]), "")).await;
     // Several connections (each worker has its own client), one client address.
     let tally = concurrent(proxy_addr(&running), "/", 3, 40).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 120);
     assert_eq!(
         tally.by_backend.len(),
@@ -219,6 +226,7 @@ async fn adaptive_spreads_and_favours_fast_backends() {
     let running =
         common::start_proxy(&one_upstream("adaptive", &addrs(&backends, &[1, 1, 1]), "")).await;
     let tally = concurrent(proxy_addr(&running), "/", 4, 60).await;
+    eprintln!("{tally:?}");
     assert_eq!(tally.total, 240);
     let slow = tally.count("slow");
     assert!(slow < 40, "slow backend got {slow}: {tally:?}");

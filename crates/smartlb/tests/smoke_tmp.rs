@@ -1,3 +1,0 @@
-//! Temporary.
-#[test]
-fn t() {}
