@@ -98,7 +98,8 @@ pub enum Algorithm {
     ConsistentHash,
     /// `ip-hash`: weighted hashing of the client address.
     IpHash,
-    /// `adaptive`: weighted power of two choices on latency × load / weight.
+    /// `adaptive`: weighted power of two choices on latency × load / weight,
+    /// with a small uniform probing share.
     Adaptive,
 }
 

@@ -41,7 +41,7 @@
 //! | `p2c-ewma` | power of two choices on `latency × (in_flight + 1)` with peak-EWMA latency, 30 ms for unknown endpoints | Finagle's and tower's / linkerd's peak-EWMA balancer ([`PeakEwma`]) |
 //! | `consistent-hash` | Maglev lookup table of the request key, weighted | Eisenbud et al., "Maglev", NSDI 2016 |
 //! | `ip-hash` | client address hash on the cumulative weight line | NGINX `ip_hash` |
-//! | `adaptive` | first version: weighted power of two choices on `latency × (in_flight + 1) / weight` | this project, tuned in its simulator |
+//! | `adaptive` | first version: weighted power of two choices on `latency × (in_flight + 1) / weight`, plus a uniform probing share (1% of picks per endpoint, at most 10% in all) so no endpoint is starved | this project, tuned in its simulator |
 //!
 //! The hashing algorithms fall back to uniform random among the pickable
 //! endpoints when [`PickContext::hash`] is `None`. Details, parameters and

@@ -6,8 +6,8 @@ use smartlb_balance::algorithms::{
     Adaptive, ConsistentHash, IpHash, LeastRequests, P2cEwma, RoundRobin, WeightedRoundRobin,
 };
 use smartlb_balance::{
-    Algorithm, Balancer, Endpoints, Excluding, FastRng, Nanos, PickContext, StaticEndpoints,
-    hash_bytes,
+    Algorithm, Balancer, Endpoints, Excluding, FastRng, Nanos, PeakEwma, PickContext,
+    StaticEndpoints, hash_bytes,
 };
 
 fn pick(b: &dyn Balancer, eps: &dyn Endpoints, rng: &mut FastRng) -> Option<usize> {
@@ -244,6 +244,98 @@ fn adaptive_uses_weight_latency_and_load() {
     assert_eq!(
         Adaptive::with_default_latency(f64::INFINITY).default_latency_ns(),
         30e6
+    );
+}
+
+/// Four equal endpoints whose latency the caller's view reports; one is
+/// 100× slower than the others.
+struct LatencyView {
+    latency_ns: [f64; 4],
+}
+
+impl Endpoints for LatencyView {
+    fn len(&self) -> usize {
+        4
+    }
+    fn weight(&self, _i: usize) -> f64 {
+        1.0
+    }
+    fn latency(&self, i: usize, _now: Nanos) -> Option<f64> {
+        self.latency_ns.get(i).copied()
+    }
+}
+
+#[test]
+fn adaptive_gives_a_much_slower_endpoint_a_small_probing_share() {
+    let eps = LatencyView {
+        latency_ns: [1e6, 1e6, 1e6, 100e6],
+    };
+    let picks = 100_000;
+    let c = counts(&Adaptive::new(), &eps, picks, 21);
+    // The slow endpoint wins no comparison: it gets its 1% probing share
+    // (standard deviation about 0.03 pp), never the 0% of plain P2C.
+    let slow = c[3] as f64 / picks as f64;
+    assert!((0.008..=0.012).contains(&slow), "{c:?}");
+    assert!(c[..3].iter().all(|&x| x > 32_000), "{c:?}");
+    let c = counts(&Adaptive::new().with_probe_share(0.0, 0.0), &eps, picks, 21);
+    assert_eq!(c[3], 0, "{c:?}");
+    // p2c-ewma stays the plain reference: the slow endpoint starves.
+    assert_eq!(counts(&P2cEwma::new(), &eps, picks, 21)[3], 0);
+}
+
+/// One endpoint of a live view with a peak-EWMA latency estimate.
+struct Live {
+    latency: PeakEwma,
+}
+
+struct LiveView(Vec<Live>);
+
+impl Endpoints for LiveView {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn weight(&self, _i: usize) -> f64 {
+        1.0
+    }
+    fn latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        self.0.get(i).and_then(|e| e.latency.get(now))
+    }
+}
+
+#[test]
+fn adaptive_keeps_sampling_a_penalised_endpoint_every_second() {
+    // 1000 picks per virtual second for 20 s; endpoint 3 serves in 100 ms
+    // for the first 10 s, then recovers to 1 ms like the others.
+    let view = LiveView(
+        (0..4)
+            .map(|_| Live {
+                latency: PeakEwma::default(),
+            })
+            .collect(),
+    );
+    let b = Adaptive::new();
+    let mut rng = FastRng::seed(22);
+    let mut per_second = [0u32; 20];
+    for k in 0..20_000u64 {
+        let now = Nanos(k * 1_000_000);
+        let i = b
+            .pick(&view, &mut PickContext::new(now, &mut rng))
+            .expect("pickable");
+        let service = if i == 3 && k < 10_000 { 100e6 } else { 1e6 };
+        view.0[i].latency.observe(service, now);
+        if i == 3 {
+            per_second[(k / 1000) as usize] += 1;
+        }
+    }
+    // About 10 probes a second (1% of 1000), in every second: the recovery
+    // at 10 s is sampled at once.
+    assert!(per_second.iter().all(|&c| c >= 2), "{per_second:?}");
+    assert!(per_second[..10].iter().all(|&c| c <= 30), "{per_second:?}");
+    assert!(
+        view.0[3]
+            .latency
+            .get(Nanos(20_000_000_000))
+            .is_some_and(|l| l < 100e6)
     );
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use smartlb_balance::algorithms::{ConsistentHash, WeightedRoundRobin};
+use smartlb_balance::algorithms::{Adaptive, ConsistentHash, WeightedRoundRobin};
 use smartlb_balance::{
     Algorithm, Balancer, Endpoints, FastRng, Nanos, PickContext, Rng, StaticEndpoint,
     StaticEndpoints, hash_u64,
@@ -183,7 +183,9 @@ proptest! {
     }
 
     /// p2c-ewma, least-requests (equal weights) and adaptive compare two
-    /// distinct endpoints whenever at least two are pickable.
+    /// distinct endpoints whenever at least two are pickable. Adaptive's
+    /// probing picks (at most 10% of picks) compare nothing: they are
+    /// allowed, and bounded, here; with probing off it always compares.
     #[test]
     fn power_of_two_choices_are_distinct(
         eligible in prop::collection::vec(prop::bool::weighted(0.7), 2..40),
@@ -197,19 +199,32 @@ proptest! {
         let pickable_count = eligible.iter().filter(|&&e| e).count();
         let eps = Recording { inner, seen: RefCell::new(Vec::new()) };
         let mut rng = FastRng::seed(seed);
-        for algorithm in [Algorithm::P2cEwma, Algorithm::LeastRequests, Algorithm::Adaptive] {
-            let b = algorithm.build(&eps);
+        let selectors: [(&str, Box<dyn Balancer>, bool); 4] = [
+            ("p2c-ewma", Algorithm::P2cEwma.build(&eps), false),
+            ("least-requests", Algorithm::LeastRequests.build(&eps), false),
+            ("adaptive", Algorithm::Adaptive.build(&eps), true),
+            ("adaptive without probes", Box::new(Adaptive::new().with_probe_share(0.0, 0.0)), false),
+        ];
+        for (name, b, probes_allowed) in selectors {
+            let mut probes = 0;
             for _ in 0..50 {
                 eps.seen.borrow_mut().clear();
                 let picked = b.pick(&eps, &mut PickContext::new(Nanos(0), &mut rng));
                 let seen: HashSet<usize> = eps.seen.borrow().iter().copied().collect();
                 if pickable_count >= 2 {
-                    prop_assert_eq!(seen.len(), 2, "{} compared {:?}", algorithm, seen);
+                    if probes_allowed && seen.is_empty() {
+                        probes += 1;
+                        prop_assert!(picked.is_some_and(|i| pickable(&eps, i)));
+                        continue;
+                    }
+                    prop_assert_eq!(seen.len(), 2, "{} compared {:?}", name, seen);
                     prop_assert!(picked.is_some_and(|i| seen.contains(&i)));
                 } else {
                     prop_assert_eq!(picked.is_some(), pickable_count == 1);
                 }
             }
+            // Binomial(50, at most 0.1): more than 20 probes is a 1e-7 event.
+            prop_assert!(probes <= 20, "{} probed {} of 50 picks", name, probes);
         }
     }
 
@@ -255,6 +270,48 @@ proptest! {
             let counts = count_picks(&*b, &eps, 200_000, seed);
             assert_shares(&counts, &weights, 0.01);
         }
+    }
+}
+
+proptest! {
+    // 100k picks per case: few cases keep the suite fast.
+    #![proptest_config(config(12))]
+
+    /// Adaptive never starves an endpoint: with 2 to 20 endpoints of any
+    /// weights and latencies, and one of them 100× slower than the slowest
+    /// other and of the smallest weight, every endpoint receives at least
+    /// its probing floor `min(1%, 10% / n)` (0.5% at n = 20) of 100k picks,
+    /// less 5 standard errors. The slow one wins no comparison, so it gets
+    /// the floor and no more (within 5 standard errors).
+    #[test]
+    fn adaptive_keeps_a_probing_share(
+        spec in prop::collection::vec((0.1f64..10.0, 1e5f64..1e8), 2..=20),
+        slow in any::<prop::sample::Index>(),
+        seed in any::<u64>(),
+    ) {
+        let n = spec.len();
+        let slow = slow.index(n);
+        let mut eps = StaticEndpoints::from_weights(spec.iter().map(|&(w, _)| w));
+        for (i, &(_, latency)) in spec.iter().enumerate() {
+            eps.set_latency(i, Some(latency));
+        }
+        let slowest = spec.iter().map(|&(_, l)| l).fold(0.0, f64::max);
+        let lightest = spec.iter().map(|&(w, _)| w).fold(f64::INFINITY, f64::min);
+        eps.set_latency(slow, Some(100.0 * slowest));
+        eps.set_weight(slow, lightest);
+        let b = Algorithm::Adaptive.build(&eps);
+        let picks = 100_000usize;
+        let counts = count_picks(&*b, &eps, picks, seed);
+        let floor = (0.01f64).min(0.10 / n as f64);
+        let sigma = (floor * (1.0 - floor) / picks as f64).sqrt();
+        for (i, &c) in counts.iter().enumerate() {
+            let share = c as f64 / picks as f64;
+            prop_assert!(share >= floor - 5.0 * sigma,
+                "endpoint {i} of {n}: share {share:.5} < floor {floor:.5} ({counts:?})");
+        }
+        let slow_share = counts[slow] as f64 / picks as f64;
+        prop_assert!(slow_share <= floor + 5.0 * sigma,
+            "slow endpoint share {slow_share:.5} > floor {floor:.5} ({counts:?})");
     }
 }
 

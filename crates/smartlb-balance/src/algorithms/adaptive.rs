@@ -2,29 +2,76 @@ use super::latency_cost;
 use crate::balancer::{Balancer, PickContext};
 use crate::endpoints::{Endpoints, usable_weight};
 use crate::ewma::DEFAULT_LATENCY_NS;
-use crate::sample::{WeightCache, weighted};
+use crate::sample::{WeightCache, uniform, weighted};
 
-/// `adaptive`, first version: weighted power of two choices.
+/// `adaptive`, first version: weighted power of two choices with a probing
+/// share.
 ///
-/// Two distinct pickable endpoints are drawn at random in proportion to
-/// their live effective weight (the weights the traffic analyser sets), and
-/// the one with the lower `latency × (in_flight + 1) / weight` wins, where
-/// `latency` is the peak-EWMA estimate or the 30 ms default without
-/// samples. Weights thus act twice: they decide who is considered, and they
-/// discount the cost of endpoints trusted with more capacity.
+/// # The pick
+///
+/// 1. **Probe.** With probability
+///    `p = min(len × probe_share, probe_share_max)` (1% per endpoint, at
+///    most 10% in all, by default; `len` is [`Endpoints::len`]) the pick is
+///    uniform among the pickable endpoints and nothing else is looked at.
+/// 2. **Compare.** Otherwise two distinct pickable endpoints are drawn at
+///    random in proportion to their live effective weight (the weights the
+///    traffic analyser sets), and the one with the lower
+///    `latency × (in_flight + 1) / weight` wins (the first drawn on ties),
+///    where `latency` is the peak-EWMA estimate or the 30 ms default without
+///    samples. Weights thus act twice: they decide who is considered, and
+///    they discount the cost of endpoints trusted with more capacity.
+///
+/// # Why the probe
+///
+/// Without step 1 an endpoint that is much slower than its peers loses every
+/// comparison and receives no traffic at all; with no traffic it produces no
+/// latency samples, so its recovery is only noticed once its estimate has
+/// decayed, tens of seconds with a 10 s window. The probe gives every
+/// pickable endpoint, whatever its weight and cost, at least
+/// `p / pickable ≥ min(probe_share, probe_share_max / len)` of the picks:
+/// with the defaults 1% each up to 10 endpoints, 0.5% each at 20, and never
+/// more than 10% of all picks spent on probing. A fixed total (say 2.5%)
+/// would be simpler but leaves only 0.125% per endpoint at 20 endpoints;
+/// a per-endpoint share without the cap would spend a quarter or more of
+/// all picks on probing in large pools. Probes are ordinary picks: their
+/// requests are served, so the share is also the most traffic a penalised
+/// endpoint is forced to take.
+///
+/// The probe keeps samples coming (about one request a second for every
+/// 100 requests a second through a pool of up to 10 endpoints), so whatever
+/// watches them, such as the traffic analyser's per-second series, sees a
+/// recovery within seconds. How fast the latency estimate read here follows
+/// is set by the estimator: a peak-EWMA with a 10 s window takes 40 to
+/// 46 s to come down from 100× its peers' latency to 2×, whether samples
+/// arrive or not (`10 s × ln 99` with samples at the peers' latency,
+/// `10 s × ln 50` decaying without any). That window is one of the
+/// parameters the simulator tunes.
+///
+/// Weight 0, ineligibility and an empty set behave as for every algorithm:
+/// such endpoints are never picked, probe or not, and the pick is `None`
+/// when nothing is pickable. The probe decision uses the caller's random
+/// source, so picks stay reproducible under a fixed seed.
 ///
 /// This is the starting point that the simulator (`smartlb simulate`) is
-/// used to tune; the spec's refinements (failure-aware latency, probing
-/// share, bounded weight moves) live partly in how callers feed weights and
+/// used to tune; the spec's other refinements (failure-aware latency,
+/// bounded weight moves) live partly in how callers feed weights and
 /// latencies and may move here as the algorithm evolves.
 #[derive(Debug)]
 pub struct Adaptive {
     default_ns: f64,
+    probe_share: f64,
+    probe_share_max: f64,
     cache: WeightCache,
 }
 
 impl Adaptive {
-    /// With the 30 ms default latency.
+    /// Default share of picks, per endpoint, that probe uniformly: 1%.
+    pub const PROBE_SHARE: f64 = 0.01;
+
+    /// Default cap on the total share of probing picks: 10%.
+    pub const PROBE_SHARE_MAX: f64 = 0.10;
+
+    /// With the 30 ms default latency and the default probing share.
     pub fn new() -> Self {
         Self::with_default_latency(DEFAULT_LATENCY_NS)
     }
@@ -39,13 +86,43 @@ impl Adaptive {
         };
         Adaptive {
             default_ns,
+            probe_share: Self::PROBE_SHARE,
+            probe_share_max: Self::PROBE_SHARE_MAX,
             cache: WeightCache::default(),
         }
+    }
+
+    /// Sets the probing share: `per_endpoint` of the picks for each endpoint,
+    /// at most `max` of all picks (see the type docs). Both are fractions in
+    /// `0..=1`; values outside are clamped, NaN keeps the default. `0` turns
+    /// probing off (the endpoint-starving behaviour of plain weighted P2C).
+    pub fn with_probe_share(mut self, per_endpoint: f64, max: f64) -> Self {
+        let fraction = |x: f64, default: f64| {
+            if x.is_nan() {
+                default
+            } else {
+                x.clamp(0.0, 1.0)
+            }
+        };
+        self.probe_share = fraction(per_endpoint, Self::PROBE_SHARE);
+        self.probe_share_max = fraction(max, Self::PROBE_SHARE_MAX);
+        self
     }
 
     /// The latency used for endpoints without samples, in ns.
     pub fn default_latency_ns(&self) -> f64 {
         self.default_ns
+    }
+
+    /// The probing share as `(per_endpoint, max)`.
+    pub fn probe_share(&self) -> (f64, f64) {
+        (self.probe_share, self.probe_share_max)
+    }
+
+    /// Probability that a pick over `len` endpoints is a uniform probe:
+    /// `min(len × per_endpoint, max)`.
+    pub fn probe_probability(&self, len: usize) -> f64 {
+        (len as f64 * self.probe_share).min(self.probe_share_max)
     }
 
     fn cost(&self, endpoints: &dyn Endpoints, i: usize, ctx: &PickContext<'_>) -> f64 {
@@ -69,6 +146,14 @@ impl Default for Adaptive {
 
 impl Balancer for Adaptive {
     fn pick(&self, endpoints: &dyn Endpoints, ctx: &mut PickContext<'_>) -> Option<usize> {
+        let n = endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let probe = self.probe_probability(n);
+        if probe > 0.0 && ctx.rng.next_f64() < probe {
+            return uniform(endpoints, ctx.rng, None);
+        }
         let by_weight = |_: usize, w: f64| w;
         let a = weighted(endpoints, ctx.rng, &self.cache, None, &by_weight)?;
         let Some(b) = weighted(endpoints, ctx.rng, &self.cache, Some(a), &by_weight) else {
@@ -76,5 +161,58 @@ impl Balancer for Adaptive {
         };
         let (ca, cb) = (self.cost(endpoints, a, ctx), self.cost(endpoints, b, ctx));
         Some(if cb < ca { b } else { a })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoints::StaticEndpoints;
+    use crate::rng::FastRng;
+    use crate::time::Nanos;
+
+    #[test]
+    fn probe_probability_is_per_endpoint_and_capped() {
+        let a = Adaptive::new();
+        assert_eq!(a.probe_share(), (0.01, 0.10));
+        assert_eq!(a.probe_probability(0), 0.0);
+        assert!((a.probe_probability(4) - 0.04).abs() < 1e-12);
+        assert!((a.probe_probability(10) - 0.10).abs() < 1e-12);
+        assert_eq!(a.probe_probability(1000), 0.10);
+        // Per endpoint: at least 0.5% up to 20 endpoints.
+        for n in 1..=20 {
+            assert!(a.probe_probability(n) / n as f64 >= 0.005 - 1e-12, "{n}");
+        }
+    }
+
+    #[test]
+    fn probe_share_is_validated() {
+        let a = Adaptive::new().with_probe_share(-1.0, 7.0);
+        assert_eq!(a.probe_share(), (0.0, 1.0));
+        assert_eq!(a.probe_probability(50), 0.0);
+        let a = Adaptive::new().with_probe_share(f64::NAN, f64::NAN);
+        assert_eq!(a.probe_share(), (0.01, 0.10));
+        let a = Adaptive::with_default_latency(1e6).with_probe_share(0.5, 0.25);
+        assert_eq!(a.probe_probability(3), 0.25);
+        assert_eq!(a.default_latency_ns(), 1e6);
+    }
+
+    #[test]
+    fn without_probing_a_slow_endpoint_starves() {
+        let mut eps = StaticEndpoints::uniform(4);
+        for i in 0..3 {
+            eps.set_latency(i, Some(1e6));
+        }
+        eps.set_latency(3, Some(100e6));
+        let count_slow = |b: &Adaptive| {
+            let mut rng = FastRng::seed(9);
+            (0..20_000)
+                .filter(|_| b.pick(&eps, &mut PickContext::new(Nanos(0), &mut rng)) == Some(3))
+                .count()
+        };
+        assert_eq!(count_slow(&Adaptive::new().with_probe_share(0.0, 0.0)), 0);
+        // Expected 1% of 20k, standard deviation about 14.
+        let slow = count_slow(&Adaptive::new());
+        assert!((140..=260).contains(&slow), "{slow}");
     }
 }
