@@ -1,0 +1,106 @@
+//! Opening connections to a backend.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+
+/// Where a backend is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Addr(SocketAddr),
+    /// `host:port`, resolved at each connect.
+    Name(Arc<str>),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(a) => a.fmt(f),
+            Target::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Opens a TCP connection with `TCP_NODELAY`, within `timeout` (zero: none).
+pub(crate) async fn connect_tcp(
+    target: &Target,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
+    let connect = async {
+        match target {
+            Target::Addr(addr) => TcpStream::connect(*addr).await,
+            Target::Name(name) => TcpStream::connect(&**name).await,
+        }
+    };
+    let stream = if timeout.is_zero() {
+        connect.await
+    } else {
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(res) => res,
+            Err(_) => return Err(ProxyError::connect_timeout()),
+        }
+    }
+    .map_err(ProxyError::connect)?;
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%target, error = %e, "cannot set TCP_NODELAY");
+    }
+    Ok(stream)
+}
+
+/// Counts a backend's open HTTP connections; the guard lives in the task driving
+/// the connection.
+pub(crate) struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    pub(crate) fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens an HTTP/1.1 connection and spawns the task that drives it.
+pub(crate) async fn connect_http1(
+    target: &Target,
+    timeout: Duration,
+    open: &Arc<AtomicUsize>,
+    upgrades: bool,
+) -> Result<SendRequest<ProxyBody>, ProxyError> {
+    let stream = connect_tcp(target, timeout).await?;
+    let (tx, conn) = http1::Builder::new()
+        .handshake::<_, ProxyBody>(TokioIo::new(stream))
+        .await
+        .map_err(ProxyError::handshake)?;
+    let guard = OpenGuard::new(open.clone());
+    let target = target.clone();
+    if upgrades {
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%target, error = %e, "backend connection ended with an error");
+            }
+        });
+    } else {
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(e) = conn.await {
+                tracing::debug!(%target, error = %e, "backend connection ended with an error");
+            }
+        });
+    }
+    Ok(tx)
+}

@@ -1,0 +1,346 @@
+//! The upstream side: one backend's forwarding service with its own pool of
+//! keep-alive HTTP/1.1 connections.
+
+mod connect;
+pub(crate) mod pool;
+mod service;
+mod upgrade;
+
+pub use service::ResponseFuture;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::{Method, Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::headers::{self, is_prepared, is_upgrade_request, prepare_response, to_upstream_form};
+use crate::server::ClientInfo;
+use connect::{Target, connect_http1};
+use pool::{Pool, PoolReturn};
+
+/// How long a pooled connection may take to become ready for its next request.
+const READY_WAIT: Duration = Duration::from_millis(50);
+
+/// Settings of one backend's client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The longest a TCP connect may take (SPEC `connect_timeout`). Zero: no limit.
+    pub connect_timeout: Duration,
+    /// The longest to wait for the response head once the request was handed to a
+    /// connection; past it the exchange fails with a timeout (`504
+    /// backend-timeout`). Zero: no limit.
+    pub request_timeout: Duration,
+    /// The most idle keep-alive connections kept for reuse; 0 disables reuse.
+    pub max_idle: usize,
+    /// How long an idle connection is kept before it is closed; zero disables
+    /// reuse.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    /// 1 s connect timeout (SPEC default), 30 s request timeout (the server's
+    /// default), 128 idle connections, 30 s idle timeout.
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            max_idle: 128,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A backend address that is not `ip:port` or `host:port`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid backend address {input:?}: expected ip:port or host:port")]
+pub struct AddrError {
+    input: String,
+}
+
+/// One backend's forwarding service.
+///
+/// It sends each request over one of its own keep-alive HTTP/1.1 connections:
+/// the most recently used idle one, or a new one (opened with the connect timeout
+/// and `TCP_NODELAY`). A connection goes back to the pool only when its response
+/// body was read to the end; the pool holds at most `max_idle` of them, each for
+/// at most `idle_timeout`. A connection found closed before the request was
+/// written is skipped and the request sent on another, so a backend closing idle
+/// connections never fails a request.
+///
+/// Before sending, the request is prepared once ([`prepare_request`](crate::prepare_request))
+/// and put in HTTP/1.1 origin form. The response's hop-by-hop headers are removed
+/// and a `Via` entry added. Upgrade requests (WebSocket) go over a dedicated
+/// connection; on `101 Switching Protocols` the two upgraded connections are
+/// joined by a spawned task.
+///
+/// Cloning is cheap: clones share the pool.
+///
+/// As a [`Service`](tower_service::Service) it accepts any request body (a
+/// [`ProxyBody`] or hyper [`Incoming`] without boxing) and fails with
+/// [`ProxyError`]; its future is boxed. The inherent [`send`](Self::send) avoids
+/// that allocation.
+#[derive(Clone)]
+pub struct BackendClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Target,
+    /// `Host` for requests that arrive without one (HTTP/1.0 clients).
+    host: HeaderValue,
+    opts: ClientOptions,
+    pool: Arc<Pool>,
+    open: Arc<AtomicUsize>,
+    reaper_started: AtomicBool,
+}
+
+/// The outcome of handing a request to one connection.
+enum Exchange {
+    Done(Response<Incoming>),
+    /// The connection closed before taking the request: it comes back unsent.
+    NotSent(Request<ProxyBody>, hyper::Error),
+    Failed(ProxyError),
+}
+
+impl BackendClient {
+    /// A client for the backend at `addr`.
+    pub fn new(addr: SocketAddr, opts: ClientOptions) -> Self {
+        Self::with_target(Target::Addr(addr), opts)
+    }
+
+    /// A client for `ip:port` or `host:port`; a host name is resolved at each
+    /// connect.
+    ///
+    /// # Errors
+    ///
+    /// [`AddrError`] when `authority` has no port or an empty host.
+    pub fn from_authority(authority: &str, opts: ClientOptions) -> Result<Self, AddrError> {
+        if let Ok(addr) = authority.parse::<SocketAddr>() {
+            return Ok(Self::new(addr, opts));
+        }
+        let valid = match authority.rsplit_once(':') {
+            Some((host, port)) => {
+                !host.is_empty()
+                    && port.parse::<u16>().is_ok()
+                    && !host.contains(['/', ' ', '@', '?', '#'])
+            }
+            None => false,
+        };
+        if !valid {
+            return Err(AddrError {
+                input: authority.to_owned(),
+            });
+        }
+        Ok(Self::with_target(Target::Name(Arc::from(authority)), opts))
+    }
+
+    fn with_target(target: Target, opts: ClientOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                host: HeaderValue::from_str(&target.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+                pool: Arc::new(Pool::new(opts.max_idle, opts.idle_timeout)),
+                target,
+                opts,
+                open: Arc::new(AtomicUsize::new(0)),
+                reaper_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    /// Idle connections ready for reuse.
+    pub fn idle_connections(&self) -> usize {
+        self.inner.pool.len()
+    }
+
+    /// Open HTTP connections to the backend: idle, busy, and upgrade connections
+    /// until their upgrade (a tunnel is no longer counted).
+    pub fn open_connections(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Opens up to `n` connections and keeps them idle, ready for a surge, within
+    /// the `max_idle` cap. Returns how many were opened.
+    ///
+    /// # Errors
+    ///
+    /// The first connect error when none of the connections could be opened.
+    pub async fn prewarm(&self, n: usize) -> Result<usize, ProxyError> {
+        let n = n.min(self.inner.pool.room());
+        let attempts = (0..n).map(|_| self.inner.connect());
+        let results = futures_util::future::join_all(attempts).await;
+        let mut opened = 0;
+        let mut first_err = None;
+        for res in results {
+            match res {
+                Ok(tx) => {
+                    self.inner.pool.push(tx);
+                    opened += 1;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if opened == 0 => Err(e),
+            _ => Ok(opened),
+        }
+    }
+
+    /// Sends `req` to the backend and returns its response, body streaming.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProxyError`] saying what failed; when the request was not sent it holds
+    /// the request ([`ProxyError::take_request`]).
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut req = req;
+        if !is_prepared(&req) {
+            let client = req.extensions().get::<ClientInfo>().copied();
+            headers::prepare(&mut req, client.as_ref());
+        }
+        if let Err(msg) = to_upstream_form(&mut req, &self.inner.host) {
+            return Err(ProxyError::bad_request(msg));
+        }
+        if is_upgrade_request(&req) {
+            // Rare: boxed so it does not grow every request's future.
+            return Box::pin(upgrade::send_upgrade(&self.inner, req)).await;
+        }
+        let inner = &*self.inner;
+
+        // Idle connections first, most recent first. Each pop takes one out of the
+        // bounded pool, so this loop ends.
+        for _ in 0..=inner.opts.max_idle {
+            let Some(mut tx) = inner.pool.pop() else {
+                break;
+            };
+            if !tx.is_ready() && !inner.wait_ready(&mut tx).await {
+                continue;
+            }
+            match inner.exchange(&mut tx, req).await {
+                Exchange::Done(resp) => return Ok(inner.finish(resp, tx)),
+                Exchange::NotSent(unsent, _) => req = unsent,
+                Exchange::Failed(e) => return Err(e),
+            }
+        }
+
+        // Once per new connection: boxed so it does not grow every request's future.
+        let mut tx = match Box::pin(inner.connect()).await {
+            Ok(tx) => tx,
+            Err(e) => return Err(e.with_request(req)),
+        };
+        match inner.exchange(&mut tx, req).await {
+            Exchange::Done(resp) => Ok(inner.finish(resp, tx)),
+            Exchange::NotSent(unsent, e) => {
+                Err(ProxyError::closed_before_send(e).with_request(unsent))
+            }
+            Exchange::Failed(e) => Err(e),
+        }
+    }
+
+    /// [`send`](Self::send), with a failure turned into the proxy's error response
+    /// ([`ProxyError::into_response`]).
+    pub async fn forward(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
+        match self.send(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(backend = %self.inner.target, error = %e, "forwarding failed");
+                e.into_response()
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn connect(&self) -> Result<SendRequest<ProxyBody>, ProxyError> {
+        let tx = connect_http1(&self.target, self.opts.connect_timeout, &self.open, false).await?;
+        self.start_reaper();
+        Ok(tx)
+    }
+
+    fn start_reaper(&self) {
+        if self.opts.max_idle == 0 || self.opts.idle_timeout.is_zero() {
+            return;
+        }
+        if !self.reaper_started.swap(true, Ordering::Relaxed) {
+            tokio::spawn(pool::reap(
+                Arc::downgrade(&self.pool),
+                self.pool.tick_interval(),
+            ));
+        }
+    }
+
+    /// Waits (briefly) for a pooled connection to accept a new request: one that
+    /// just finished its previous exchange may need its task to run first. One
+    /// still busy after [`READY_WAIT`] (say, still sending the body of a request
+    /// the backend answered early) is given up: it closes once that is done.
+    async fn wait_ready(&self, tx: &mut SendRequest<ProxyBody>) -> bool {
+        matches!(
+            tokio::time::timeout(READY_WAIT, tx.ready()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn exchange(&self, tx: &mut SendRequest<ProxyBody>, req: Request<ProxyBody>) -> Exchange {
+        let method: Method = req.method().clone();
+        let sent = tx.try_send_request(req);
+        let res = if self.opts.request_timeout.is_zero() {
+            sent.await
+        } else {
+            match tokio::time::timeout(self.opts.request_timeout, sent).await {
+                Ok(res) => res,
+                Err(_) => return Exchange::Failed(ProxyError::timeout(&method)),
+            }
+        };
+        match res {
+            Ok(resp) => Exchange::Done(resp),
+            Err(mut e) => match e.take_message() {
+                Some(req) => Exchange::NotSent(req, e.into_error()),
+                None => Exchange::Failed(ProxyError::from_hyper(e.into_error(), &method)),
+            },
+        }
+    }
+
+    /// Cleans the response and arranges for the connection to go back to the
+    /// pool once the body is read.
+    fn finish(&self, resp: Response<Incoming>, tx: SendRequest<ProxyBody>) -> Response<ProxyBody> {
+        let mut resp = resp;
+        let stripped = prepare_response(&mut resp);
+        let reusable = !stripped.close && resp.version() == http::Version::HTTP_11;
+        let (parts, body) = resp.into_parts();
+        let body = if !reusable {
+            ProxyBody::upstream(body, None)
+        } else if body.is_end_stream() {
+            self.pool.push(tx);
+            ProxyBody::from(body)
+        } else {
+            ProxyBody::upstream(body, Some(PoolReturn::new(tx, self.pool.clone())))
+        };
+        Response::from_parts(parts, body)
+    }
+}
+
+impl fmt::Debug for BackendClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendClient")
+            .field("target", &format_args!("{}", self.inner.target))
+            .field("idle", &self.idle_connections())
+            .field("open", &self.open_connections())
+            .finish()
+    }
+}
