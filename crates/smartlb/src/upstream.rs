@@ -235,14 +235,12 @@ where
         (None, Algorithm::IpHash) => client_ip_hash(&req),
         _ => None,
     };
-    let mut req = req.map(ProxyBody::new);
-    if let Some(info) = req.extensions().get::<ClientInfo>().copied() {
-        smartlb_proxy::prepare_request(&mut req, &info);
-    }
+    let req = req.map(ProxyBody::new);
     inner.retry.deposit();
 
-    // A bodiless idempotent request can be sent again after it reached a backend: keep its
-    // head. Anything else is retried only when it never left (connect failures).
+    // A bodiless idempotent request can be sent again after it reached a backend: keep a
+    // copy of its head (before header preparation, which the copy gets when it is sent).
+    // Anything else is retried only when it never left (connect failures).
     let replay = (inner.retry.attempts() > 0
         && is_idempotent(req.method())
         && req.body().is_end_stream()
@@ -253,7 +251,8 @@ where
     let mut tried_len = 0;
     let mut current = req;
     for attempt in 0..=inner.retry.attempts() {
-        let now = clock::now();
+        let started = Instant::now();
+        let now = clock::at(started);
         let set = inner.set.load();
         // Prefer a backend not tried yet; fall back to any eligible one (a single backend
         // may well accept the second connection).
@@ -275,7 +274,16 @@ where
             tried_len += 1;
         }
         let may_retry = attempt < inner.retry.attempts();
-        match try_once(inner, endpoint, current, may_retry, replay.as_ref()).await {
+        match try_once(
+            inner,
+            endpoint,
+            current,
+            started,
+            may_retry,
+            replay.as_ref(),
+        )
+        .await
+        {
             Attempt::Done(resp) => return resp,
             Attempt::Retry(next) => current = next,
         }
@@ -288,14 +296,15 @@ async fn try_once(
     inner: &Inner,
     endpoint: &Arc<Backend>,
     req: Request<ProxyBody>,
+    started: Instant,
     may_retry: bool,
     replay: Option<&http::request::Parts>,
 ) -> Attempt {
     let guard = endpoint.stats().start();
-    let started = Instant::now();
     let result = endpoint.service().send(req).await;
-    let latency = started.elapsed();
-    let done = clock::now();
+    let finished = Instant::now();
+    let latency = finished.saturating_duration_since(started);
+    let done = clock::at(finished);
     // The outcome is recorded below, once it is classified.
     drop(guard);
     match result {
@@ -371,15 +380,17 @@ fn note(inner: &Inner, endpoint: &Backend, transition: Option<Transition>) {
     }
 }
 
-/// A copy of the request's head (extensions included: they carry the mark that the
-/// headers were already prepared for forwarding).
+/// A copy of the request's head as the client sent it, with the client's address (the
+/// one extension header preparation needs).
 fn head_of<B>(req: &Request<B>) -> http::request::Parts {
     let mut head = Request::new(());
     *head.method_mut() = req.method().clone();
     *head.uri_mut() = req.uri().clone();
     *head.version_mut() = req.version();
     *head.headers_mut() = req.headers().clone();
-    *head.extensions_mut() = req.extensions().clone();
+    if let Some(info) = req.extensions().get::<ClientInfo>() {
+        head.extensions_mut().insert(*info);
+    }
     head.into_parts().0
 }
 
