@@ -1,6 +1,8 @@
 //! The JSON documents of the admin API and the trait that supplies them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::traffic::{TrafficQuery, TrafficReport};
 
 /// What the admin server asks of the running proxy.
 ///
@@ -13,10 +15,19 @@ pub trait AdminSource: Send + Sync + 'static {
     /// Whether the proxy is ready for traffic: the configuration is loaded and at least one
     /// backend of every upstream is healthy.
     fn ready(&self) -> bool;
+
+    /// Recent traffic of every upstream for `GET /api/v1/traffic`: per-second series,
+    /// forecast and anomalies, each series cut to the newest `query.samples` points.
+    ///
+    /// The default reports no upstreams, for sources without traffic analysis.
+    fn traffic(&self, query: &TrafficQuery) -> TrafficReport {
+        let _ = query;
+        TrafficReport::default()
+    }
 }
 
 /// `GET /api/v1/status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     /// The smartlb version.
     pub version: String,
@@ -27,7 +38,7 @@ pub struct StatusReport {
 }
 
 /// One upstream in a [`StatusReport`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UpstreamStatus {
     /// The upstream's name.
     pub name: String,
@@ -38,7 +49,7 @@ pub struct UpstreamStatus {
 }
 
 /// One backend in a [`StatusReport`].
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackendStatus {
     /// `host:port` as configured.
     pub address: String,
