@@ -38,6 +38,25 @@ enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Serve one demo backend until killed (for tests and scripts/failover).
+    #[command(hide = true)]
+    DemoBackend {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Name sent in the `x-backend` header.
+        #[arg(long, default_value = "backend")]
+        name: String,
+        /// Latency added to every request ("2ms").
+        #[arg(long, value_parser = parse_duration)]
+        latency: Option<Duration>,
+        /// Probability of answering 500/503 (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Read control commands from standard input; stop at its end.
+        #[arg(long)]
+        control: bool,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -81,6 +100,39 @@ fn main() -> ExitCode {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
                         eprintln!("smartlb: {}", smartlb::error_chain(&error));
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+        Command::DemoBackend {
+            listen,
+            name,
+            latency,
+            error_rate,
+            control,
+        } => {
+            let runtime = match smartlb::runtime::build(1) {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("smartlb: cannot start the runtime: {error}");
+                    return ExitCode::from(1);
+                }
+            };
+            let options = smartlb::demo::BackendProcessOptions {
+                listen,
+                name,
+                latency: latency.unwrap_or_default(),
+                error_rate,
+                control,
+            };
+            runtime.block_on(async {
+                match smartlb::demo::serve_backend(options, smartlb::runtime::shutdown_signal())
+                    .await
+                {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("smartlb demo-backend: {}", smartlb::error_chain(&*error));
                         ExitCode::from(1)
                     }
                 }

@@ -51,12 +51,20 @@ const MAX_LEVEL: u32 = 20;
 ///   [`ejections_suppressed`](BackendHealth::ejections_suppressed)), and the
 ///   count starts over, so the next attempt needs `consecutive_failures`
 ///   more failures.
-/// * **End of an ejection**: when its time is up the backend returns by
-///   itself, in slow start, without waiting for an active check. Active
-///   checks keep running during the ejection and are tracked separately: if
-///   they took the backend out meanwhile, it stays unhealthy until
-///   `healthy_threshold` passes. (A passing check does not end an ejection
-///   early: the checks may pass while real traffic fails.)
+/// * **End of an ejection**: without active checks (or before any check
+///   result was recorded), the backend returns by itself, in slow start, when
+///   its time is up. With active checks, it returns through them: when its
+///   time is up it also needs
+///   `healthy_threshold` passing checks in a row counted from the start of
+///   the ejection (they usually come during the ejection, so a backend whose
+///   checks kept passing returns right on time); until then it is
+///   [`Unhealthy`](HealthState::Unhealthy), still counted against the
+///   [`EjectionBudget`], and failures of requests still in flight are
+///   ignored. Passing checks alone do not end an ejection early (the checks
+///   may pass while real traffic fails), with one exception: when the checks
+///   themselves had taken the backend out (before or during the ejection)
+///   and then saw it pass `healthy_threshold` times (a crash and a restart),
+///   the ejection ends with that recovery.
 /// * **Draining** ([`set_draining`](BackendHealth::set_draining)): no new
 ///   requests until undrained; undraining starts a slow start.
 /// * **Slow start**: after joining ([`BackendHealth::joining`]) or coming back
@@ -76,6 +84,9 @@ pub struct BackendHealth {
     /// Nanos; 0 = not ejected.
     ejected_until: AtomicU64,
     active_down: AtomicBool,
+    /// Ejected while active checks are on: held out after the ejection time
+    /// until `healthy_threshold` checks pass.
+    awaiting_checks: AtomicBool,
     draining: AtomicBool,
     backup: AtomicBool,
     /// Slow start is measured from here (Nanos); 0 = no slow start pending
@@ -131,6 +142,7 @@ impl BackendHealth {
             failure_threshold: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             active_down: AtomicBool::new(false),
+            awaiting_checks: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             backup: AtomicBool::new(false),
             ramp_from: AtomicU64::new(joined.map_or(0, |t| ramp_mark(t.0))),
@@ -193,6 +205,7 @@ impl BackendHealth {
         });
         if inner.active.is_none() {
             self.active_down.store(false, Ordering::Relaxed);
+            self.release_awaiting(self.ejected_until.load(Ordering::Relaxed));
             inner.passes = 0;
             inner.fails = 0;
         }
@@ -247,7 +260,9 @@ impl BackendHealth {
             HealthState::Draining
         } else if now.0 < self.ejected_until.load(Ordering::Relaxed) {
             HealthState::Ejected
-        } else if self.active_down.load(Ordering::Relaxed) {
+        } else if self.active_down.load(Ordering::Relaxed)
+            || self.awaiting_checks.load(Ordering::Relaxed)
+        {
             HealthState::Unhealthy
         } else if self.in_slow_start(now) {
             HealthState::SlowStart
@@ -273,6 +288,7 @@ impl BackendHealth {
         !self.draining.load(Ordering::Relaxed)
             && now.0 >= self.ejected_until.load(Ordering::Relaxed)
             && !self.active_down.load(Ordering::Relaxed)
+            && !self.awaiting_checks.load(Ordering::Relaxed)
     }
 
     /// What tier selection needs: backup role and availability at `now`.
@@ -357,12 +373,29 @@ impl BackendHealth {
             // Another thread ejected it meanwhile.
             return None;
         }
+        if self.awaiting_checks.load(Ordering::Relaxed) {
+            // Out until the checks pass: these are requests still in flight.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            return None;
+        }
         let before = self.state(now);
         let level = decayed_level(&inner, &outlier, now);
         let duration = ejection_time(&outlier, level);
         let until = now + duration;
+        // With active checks running (they have reported), the backend is held (and
+        // counted) until they pass. Configured but never run (an embedder without the
+        // background tasks), they cannot bring it back: its time alone does.
+        let checked = self.checks_passed.load(Ordering::Relaxed)
+            + self.checks_failed.load(Ordering::Relaxed)
+            > 0;
+        let through_checks = inner.active.is_some() && checked;
+        let booked = if through_checks {
+            Nanos(u64::MAX)
+        } else {
+            until
+        };
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        if let Err(refused) = self.budget.try_eject(self.id, until, now) {
+        if let Err(refused) = self.budget.try_eject(self.id, booked, now) {
             self.ejections_suppressed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 ejected = refused.ejected,
@@ -374,12 +407,21 @@ impl BackendHealth {
         self.ejected_until.store(until.0, Ordering::Relaxed);
         self.ramp_from
             .fetch_max(ramp_mark(until.0), Ordering::Relaxed);
+        if through_checks {
+            inner.passes = 0;
+            self.awaiting_checks.store(true, Ordering::Relaxed);
+        }
         inner.level = (level + 1).min(max_level(&outlier));
         inner.level_since = until.0;
         self.ejections_total.fetch_add(1, Ordering::Relaxed);
         self.finish(&mut inner, before, now, || {
+            let then = if through_checks {
+                ", then until health checks pass"
+            } else {
+                ""
+            };
             format!(
-                "{failures} consecutive failures (last: {kind}); ejected for {}",
+                "{failures} consecutive failures (last: {kind}); ejected for {}{then}",
                 fmt_duration(duration)
             )
         })
@@ -404,12 +446,34 @@ impl BackendHealth {
         if pass {
             inner.passes = inner.passes.saturating_add(1);
             inner.fails = 0;
-            if down && inner.passes >= thresholds.healthy_threshold {
-                self.active_down.store(false, Ordering::Relaxed);
-                let back_at = now.0.max(self.ejected_until.load(Ordering::Relaxed));
-                self.ramp_from
-                    .fetch_max(ramp_mark(back_at), Ordering::Relaxed);
-                reason = format!("{} consecutive passing health checks", inner.passes);
+            if inner.passes >= thresholds.healthy_threshold {
+                let ejected_until = self.ejected_until.load(Ordering::Relaxed);
+                if down {
+                    self.active_down.store(false, Ordering::Relaxed);
+                    reason = format!("{} consecutive passing health checks", inner.passes);
+                    if now.0 < ejected_until {
+                        // The checks saw the backend go down and come back (a
+                        // restart): the traffic failures that ejected it are
+                        // stale, so the recovery ends the ejection too.
+                        self.ejected_until.store(now.0, Ordering::Relaxed);
+                        inner.level_since = now.0;
+                        self.release_awaiting(now.0);
+                        self.budget.release(self.id, now);
+                        self.ramp_from.store(ramp_mark(now.0), Ordering::Relaxed);
+                        reason.push_str("; ejection ended early");
+                    }
+                }
+                if self.awaiting_checks.load(Ordering::Relaxed) {
+                    self.release_awaiting(ejected_until);
+                    if reason.is_empty() {
+                        reason = format!("{} consecutive passing health checks", inner.passes);
+                    }
+                }
+                if !reason.is_empty() {
+                    let back_at = now.0.max(self.ejected_until.load(Ordering::Relaxed));
+                    self.ramp_from
+                        .fetch_max(ramp_mark(back_at), Ordering::Relaxed);
+                }
             }
         } else {
             inner.fails = inner.fails.saturating_add(1);
@@ -420,6 +484,14 @@ impl BackendHealth {
             }
         }
         self.finish(&mut inner, before, now, || reason)
+    }
+
+    /// Ends the wait for passing checks after an ejection, if there is one: the
+    /// backend stops counting against the budget at `back_at`.
+    fn release_awaiting(&self, back_at: u64) {
+        if self.awaiting_checks.swap(false, Ordering::Relaxed) {
+            self.budget.release(self.id, Nanos(back_at));
+        }
     }
 
     /// Reports a transition that came with time alone (an ejection ran out,
@@ -433,15 +505,10 @@ impl BackendHealth {
             return None;
         }
         inner.observed = to;
-        let reason = match (from, to) {
-            (HealthState::Ejected, _) => "ejection time is up",
-            (HealthState::SlowStart, _) => "slow start complete",
-            _ => "state changed",
-        };
         Some(Transition {
             from,
             to,
-            reason: reason.to_owned(),
+            reason: time_reason(from, to, &inner, self.is_check_failing()),
         })
     }
 
@@ -484,7 +551,10 @@ impl BackendHealth {
 
     /// Common tail of every event: a transition if the event changed the
     /// state. When it did not, a change that came with time and was not
-    /// reported yet is left for [`poll`](BackendHealth::poll).
+    /// reported yet is left for [`poll`](BackendHealth::poll). When it did and
+    /// such a change is pending too, the transition starts from the state last
+    /// reported and its reason tells both steps, so that the reported
+    /// transitions always chain (each `from` is the previous `to`).
     fn finish(
         &self,
         inner: &mut Inner,
@@ -496,11 +566,21 @@ impl BackendHealth {
         if before == after {
             return None;
         }
+        let from = inner.observed;
+        let reason = if from == before {
+            reason()
+        } else {
+            format!(
+                "{}, then {}",
+                time_reason(from, before, inner, self.is_check_failing()),
+                reason()
+            )
+        };
         inner.observed = after;
         Some(Transition {
-            from: before,
+            from,
             to: after,
-            reason: reason(),
+            reason,
         })
     }
 
@@ -519,6 +599,12 @@ impl BackendHealth {
     /// Whether active checks currently hold the backend out.
     pub fn is_check_failing(&self) -> bool {
         self.active_down.load(Ordering::Relaxed)
+    }
+
+    /// Whether the backend, ejected while active checks are on, waits for
+    /// `healthy_threshold` passing checks before it returns.
+    pub fn is_awaiting_checks(&self) -> bool {
+        self.awaiting_checks.load(Ordering::Relaxed)
     }
 
     /// When the current ejection ends, if the backend is ejected at `now`.
@@ -598,6 +684,23 @@ fn max_level(outlier: &OutlierConfig) -> u32 {
     (0..MAX_LEVEL)
         .find(|l| ejection_time(outlier, *l) >= outlier.max_ejection_time)
         .unwrap_or(MAX_LEVEL)
+}
+
+/// Why the state went from `from` to `to` with time alone; `checks_failing`
+/// tells whether active checks hold the backend out.
+fn time_reason(from: HealthState, to: HealthState, inner: &Inner, checks_failing: bool) -> String {
+    match (from, to) {
+        (HealthState::Ejected, HealthState::Unhealthy) => match inner.active {
+            Some(a) if !checks_failing => format!(
+                "ejection time is up; back after {} passing health checks",
+                a.healthy_threshold
+            ),
+            _ => "ejection time is up; health checks are failing".to_owned(),
+        },
+        (HealthState::Ejected, _) => "ejection time is up".to_owned(),
+        (HealthState::SlowStart, _) => "slow start complete".to_owned(),
+        _ => "state changed".to_owned(),
+    }
 }
 
 fn fmt_duration(d: Duration) -> String {

@@ -93,6 +93,14 @@ impl EjectionBudget {
         self.list().retain(|(member, _)| *member != id);
     }
 
+    /// Moves the end of member `id`'s booked ejection to `at` (an ejection
+    /// that ended early, or one held until active checks passed).
+    pub(crate) fn release(&self, id: u64, at: Nanos) {
+        for entry in self.list().iter_mut().filter(|(member, _)| *member == id) {
+            entry.1 = at.0;
+        }
+    }
+
     /// Books an ejection of member `id` until `until` if the cap allows it.
     pub(crate) fn try_eject(&self, id: u64, until: Nanos, now: Nanos) -> Result<(), Refused> {
         let max = self.max_ejected();

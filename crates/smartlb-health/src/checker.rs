@@ -306,7 +306,9 @@ impl fmt::Display for CheckOutcome {
 }
 
 /// Hooks the checker calls; both have no-op defaults. Use them for metrics
-/// and events. (The checker already logs transitions with `tracing`.)
+/// and events. (The checker already logs transitions with
+/// [`log_transition`](crate::log_transition); an observer should not log them
+/// again.)
 pub trait CheckObserver: Send + Sync + 'static {
     /// After every check.
     fn on_check(&self, target: &CheckTarget, outcome: &CheckOutcome) {
@@ -382,13 +384,17 @@ async fn exchange(target: &CheckTarget, path: PathAndQuery) -> Result<u16, Check
 /// first check comes after a random fraction of the jitter so that
 /// backends added together are not checked in lockstep), feeds
 /// [`BackendHealth::record_check`], polls time-driven transitions, logs each
-/// transition once and tells the [`CheckObserver`]. The checks use their own
-/// connections, never the proxy's pool, and never block the request path.
-/// The task stops when its [`CheckHandle`] is dropped or stopped.
+/// transition once (with [`log_transition`](crate::log_transition), naming
+/// the upstream given to [`with_upstream`](HealthChecker::with_upstream) and
+/// the backend by its [`CheckTarget::host`]) and tells the [`CheckObserver`].
+/// The checks use their own connections, never the proxy's pool, and never
+/// block the request path. The task stops when its [`CheckHandle`] is dropped
+/// or stopped.
 pub struct HealthChecker {
     config: Arc<CheckConfig>,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn CheckObserver>,
+    upstream: Arc<str>,
     rng: Mutex<FastRng>,
 }
 
@@ -409,8 +415,15 @@ impl HealthChecker {
             config: Arc::new(config),
             clock: Arc::new(TokioClock::new()),
             observer: Arc::new(()),
+            upstream: Arc::from(""),
             rng: Mutex::new(FastRng::from_entropy()),
         })
+    }
+
+    /// Names the upstream in the checker's log lines.
+    pub fn with_upstream(mut self, upstream: impl Into<Arc<str>>) -> Self {
+        self.upstream = upstream.into();
+        self
     }
 
     /// Uses `clock` for the times passed to the state machine (use the same
@@ -462,6 +475,7 @@ impl HealthChecker {
             config: Arc::clone(&self.config),
             clock: Arc::clone(&self.clock),
             observer: Arc::clone(&self.observer),
+            upstream: Arc::clone(&self.upstream),
             rng,
         };
         Ok(CheckHandle {
@@ -501,6 +515,7 @@ struct CheckTask {
     config: Arc<CheckConfig>,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn CheckObserver>,
+    upstream: Arc<str>,
     rng: FastRng,
 }
 
@@ -530,13 +545,7 @@ impl CheckTask {
     }
 
     fn report(&self, t: &Transition) {
-        tracing::info!(
-            backend = %self.target.addr,
-            from = t.from.as_str(),
-            to = t.to.as_str(),
-            reason = %t.reason,
-            "backend health changed"
-        );
+        crate::log_transition(&self.upstream, &self.target.host, t);
         self.observer.on_transition(&self.target, t);
     }
 }

@@ -21,7 +21,13 @@
 //!   `max_ejection_percent`; see Envoy's "Outlier detection" architecture
 //!   overview). As in Envoy, an [`EjectionBudget`] shared by an upstream's
 //!   backends caps the share that may be ejected at once, so a fault that
-//!   hits every backend does not empty the upstream.
+//!   hits every backend does not empty the upstream. Without active checks an
+//!   ejected backend returns when its time is up; with them (once they
+//!   report), it returns through them: once its time is up *and*
+//!   `healthy_threshold` checks in a row have passed since it was ejected
+//!   (HAProxy's `observe` with `on-error mark-down` works this way). When the
+//!   checks themselves saw it go down and come back, as with a crash and a
+//!   restart, that recovery ends the ejection at once.
 //!
 //! A backend that returns, or joins, ramps up its share over
 //! `slow_start.duration` like Envoy's slow start mode: its weight factor is
@@ -32,7 +38,10 @@
 //! [`BackendHealth`] is the state machine: hot-path calls are atomics only,
 //! every call takes the current time as [`Nanos`] (time is an input, so the
 //! simulator and tests drive it), and each change of [`HealthState`] is
-//! returned once as a [`Transition`] for the caller to log.
+//! returned once as a [`Transition`] for the caller to log
+//! ([`log_transition`] gives every caller the same log line) or to publish as
+//! a [`HealthEvent`]. Transitions chain: each one starts from the state the
+//! previous one ended in.
 //!
 //! # Example
 //!
@@ -55,19 +64,29 @@
 //! let b = BackendHealth::new(&config, Arc::clone(&budget));
 //! let spare = BackendHealth::new(&config, Arc::clone(&budget)).with_backup(true);
 //!
-//! // Three failed exchanges in a row eject `a` for 10 s.
+//! // Its active checks run: one passed.
 //! let t0 = Nanos::from_secs(1_000);
+//! a.record_check(true, t0);
+//!
+//! // Three failed exchanges in a row eject `a` for 10 s, then until its
+//! // checks pass.
 //! a.record_failure(FailureKind::Connect, t0);
 //! a.record_failure(FailureKind::Timeout, t0);
 //! let transition = a.record_failure(FailureKind::ServerError, t0).ok_or("no ejection")?;
-//! assert_eq!(transition.to_string(), "healthy -> ejected: 3 consecutive failures (last: 5xx); ejected for 10s");
+//! assert_eq!(
+//!     transition.to_string(),
+//!     "healthy -> ejected: 3 consecutive failures (last: 5xx); ejected for 10s, then until health checks pass"
+//! );
 //!
 //! // `b` still serves, so the backup does not.
 //! let tier = Tier::select([a.view(t0), b.view(t0), spare.view(t0)]);
 //! assert_eq!(tier, Tier::Primary);
 //! assert!(tier.admits(b.view(t0)) && !tier.admits(spare.view(t0)));
 //!
-//! // After 10 s `a` is back, ramping up: 50 % of its weight 15 s later.
+//! // Its health checks pass twice during the ejection: after 10 s `a` is
+//! // back, ramping up: 50 % of its weight 15 s later.
+//! a.record_check(true, t0 + Duration::from_secs(2));
+//! a.record_check(true, t0 + Duration::from_secs(4));
 //! let back = t0 + Duration::from_secs(10);
 //! assert_eq!(a.state(back), HealthState::SlowStart);
 //! assert_eq!(a.weight_factor(back + Duration::from_secs(15)), 0.5);
@@ -93,6 +112,7 @@ mod backend;
 mod budget;
 mod checker;
 mod config;
+mod event;
 mod state;
 
 pub use backend::BackendHealth;
@@ -105,6 +125,7 @@ pub use config::{
     ActiveThresholds, DEFAULT_MIN_FACTOR, HealthConfig, InvalidHealthConfig, OutlierConfig,
     SlowStartConfig,
 };
+pub use event::{HealthEvent, log_transition};
 pub use smartlb_balance::Nanos;
 pub use smartlb_traffic::{FailureKind, Outcome};
 pub use state::{HealthState, Transition};

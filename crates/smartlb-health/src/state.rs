@@ -10,8 +10,9 @@ use std::fmt;
 pub enum HealthState {
     /// In service at full share.
     Healthy,
-    /// Taken out by failing `unhealthy_threshold` active checks in a row;
-    /// back after `healthy_threshold` passes.
+    /// Taken out by failing `unhealthy_threshold` active checks in a row, or
+    /// held out after an ejection until active checks pass; back after
+    /// `healthy_threshold` passes.
     Unhealthy,
     /// Taken out by the passive outlier detector until its ejection time is up.
     Ejected,

@@ -1,14 +1,16 @@
 //! Background work of a running proxy: active health checks and the statistics tick.
 //! Nothing here is on the request path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use smartlb_health::{CheckTarget, HealthChecker};
+use smartlb_health::{CheckObserver, CheckTarget, HealthChecker, Transition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::proxy::Proxy;
+use crate::upstream::Upstream;
 
 /// How often statistics advance and time-driven health changes are reported.
 const TICK: Duration = Duration::from_secs(1);
@@ -28,7 +30,11 @@ pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHa
                     None => Vec::new(),
                     Some(options) => match HealthChecker::new(options.clone()) {
                         Ok(checker) => {
-                            let checker = checker.with_clock(clock::now);
+                            // The checker logs its transitions; the observer publishes them.
+                            let checker = checker
+                                .with_clock(clock::now)
+                                .with_upstream(upstream.name())
+                                .with_observer(Arc::new(Publish(upstream.clone())));
                             let mut handles = Vec::new();
                             for endpoint in upstream.endpoints().endpoints() {
                                 let Some(addr) = resolve(endpoint.address()).await else {
@@ -39,7 +45,10 @@ pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHa
                                     );
                                     continue;
                                 };
-                                let target = CheckTarget::new(addr);
+                                // Checks send the backend's configured address as `Host`,
+                                // and logs name the backend by it.
+                                let target =
+                                    CheckTarget::new(addr).with_host(endpoint.address());
                                 match checker.spawn(target, endpoint.health().clone()) {
                                     Ok(handle) => handles.push(handle),
                                     Err(error) => tracing::error!(
@@ -72,6 +81,15 @@ pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHa
             })
         })
         .collect()
+}
+
+/// Publishes the active checker's transitions as the upstream's health events.
+struct Publish(Upstream);
+
+impl CheckObserver for Publish {
+    fn on_transition(&self, target: &CheckTarget, transition: &Transition) {
+        self.0.publish(&target.host, transition);
+    }
 }
 
 async fn resolve(address: &str) -> Option<std::net::SocketAddr> {

@@ -8,15 +8,15 @@
 //! the view shows traffic leaving the slow and the crashed backend, the crash costing no
 //! client request, and the recovered backend ramping back up.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use smartlb_demo::{
-    BackendRow, DEFAULT_DURATION, DemoPlan, LiveView, LoadGenerator, LoadOptions, LoadSnapshot,
-    ViewData, ViewMode,
+    BackendRow, DEFAULT_DURATION, DemoBackend, DemoBackendHandle, DemoBackendOptions, DemoPlan,
+    Latency, LiveView, LoadGenerator, LoadOptions, LoadSnapshot, ViewData, ViewMode,
 };
-use tokio::sync::mpsc;
+use smartlb_health::HealthEvent;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::server::start;
 
@@ -100,6 +100,12 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
         .collect();
     let config = smartlb_config::parse_str(&demo_config(&named), "demo.toml", &|_| None)?;
     let running = start(&config).await?;
+    let mut health_events: Vec<broadcast::Receiver<HealthEvent>> = running
+        .proxy()
+        .upstreams()
+        .iter()
+        .map(|u| u.subscribe_health())
+        .collect();
     let proxy_addr = running.listen_addrs()[0];
     let admin_addr = running.admin_addr();
     let load = LoadGenerator::start(proxy_addr, LoadOptions::default().with_rate(options.rate))?;
@@ -145,8 +151,8 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
     ];
 
     let started = Instant::now();
+    let started_at = crate::clock::now();
     let mut events: Vec<String> = Vec::new();
-    let mut states: HashMap<String, String> = HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     tokio::pin!(signal);
@@ -159,24 +165,23 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
         while let Ok(event) = events_rx.try_recv() {
             events.push(event);
         }
+        for receiver in &mut health_events {
+            loop {
+                match receiver.try_recv() {
+                    Ok(event) => events.push(health_line(&event, started_at, &named)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        events.push(format!("({n} health events not shown)"));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
         let snapshot = load.take_interval();
         let status = running.proxy().status();
         let mut rows = Vec::new();
         for upstream in &status.upstreams {
             for backend in &upstream.backends {
-                let name = named
-                    .iter()
-                    .find(|(_, addr)| addr.to_string() == backend.address)
-                    .map_or_else(|| backend.address.clone(), |(n, _)| n.clone());
-                if let Some(previous) = states.insert(name.clone(), backend.state.clone())
-                    && previous != backend.state
-                {
-                    events.push(format!(
-                        "t={}s {name}: {previous} → {}",
-                        elapsed.as_secs(),
-                        backend.state
-                    ));
-                }
+                let name = display_name(&backend.address, &named);
                 rows.push(
                     BackendRow::from_load(&name, &backend.address, &backend.state, &snapshot)
                         .with_weight(backend.effective_weight),
@@ -210,6 +215,31 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
+/// The demo's name of the backend at `address`, or the address.
+fn display_name(address: &str, named: &[(String, std::net::SocketAddr)]) -> String {
+    named
+        .iter()
+        .find(|(_, addr)| addr.to_string() == address)
+        .map_or_else(|| address.to_string(), |(n, _)| n.clone())
+}
+
+/// One line of the event list for a health transition, timed from the start of the demo.
+fn health_line(
+    event: &HealthEvent,
+    started_at: crate::clock::Nanos,
+    named: &[(String, std::net::SocketAddr)],
+) -> String {
+    let t = &event.transition;
+    format!(
+        "t={:.1}s {}: {} → {} ({})",
+        event.at.saturating_since(started_at) as f64 / 1e9,
+        display_name(&event.backend, named),
+        t.from,
+        t.to,
+        t.reason
+    )
+}
+
 fn print_summary(totals: &LoadSnapshot, elapsed: Duration) {
     println!();
     println!(
@@ -230,4 +260,153 @@ fn print_summary(totals: &LoadSnapshot, elapsed: Duration) {
             seen.requests as f64 * 100.0 / total
         );
     }
+}
+
+/// Options of [`serve_backend`].
+#[derive(Debug, Clone)]
+pub struct BackendProcessOptions {
+    /// Where to listen (port 0 picks a free port).
+    pub listen: std::net::SocketAddr,
+    /// The name the backend answers with in `x-backend`.
+    pub name: String,
+    /// Latency added to every request.
+    pub latency: Duration,
+    /// Probability that a request (other than `/health`) is answered 500 or 503.
+    pub error_rate: f64,
+    /// Read control commands from standard input, and stop at its end.
+    pub control: bool,
+}
+
+impl Default for BackendProcessOptions {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: "backend".to_string(),
+            latency: Duration::ZERO,
+            error_rate: 0.0,
+            control: false,
+        }
+    }
+}
+
+/// How long [`serve_backend`] keeps trying to bind an address still held by a process
+/// that was just killed.
+const BIND_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Runs one demo backend (see [`smartlb_demo::DemoBackend`]) until `signal` resolves: the
+/// `smartlb demo-backend` command, a real process that tests and scripts kill and restart.
+///
+/// Once listening it prints `listening on ADDR` on standard output. With
+/// [`control`](BackendProcessOptions::control) it reads one command per line from standard
+/// input, answers `ok` or `error: ...` on standard output, and stops at the end of input:
+///
+/// | command | effect |
+/// | --- | --- |
+/// | `health-failing on\|off` | `GET /health` answers 503 / 200; other paths keep serving |
+/// | `blackhole on\|off` | connections are accepted and requests read, but none is answered |
+/// | `error-rate P` | requests other than `/health` get a 500 or 503 with probability P |
+/// | `latency D` | every request waits D (`"5ms"`) |
+///
+/// # Errors
+///
+/// The address cannot be bound (after retrying for a few seconds while it is still held
+/// by a killed predecessor), or the options are invalid.
+pub async fn serve_backend(
+    options: BackendProcessOptions,
+    signal: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let backend_options = DemoBackendOptions::default()
+        .with_addr(options.listen)
+        .with_latency(Latency::fixed(options.latency))
+        .with_error_rate(options.error_rate);
+    let deadline = Instant::now() + BIND_PATIENCE;
+    let backend = loop {
+        match DemoBackend::start(options.name.clone(), backend_options.clone()).await {
+            Ok(backend) => break backend,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && options.listen.port() != 0
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    say(&format!("listening on {}", backend.addr()));
+    tokio::pin!(signal);
+    if !options.control {
+        signal.await;
+        return Ok(());
+    }
+    let (tx, mut commands) = mpsc::unbounded_channel::<String>();
+    // Standard input is read on a thread of its own: a blocking read has no place on the
+    // runtime, and the thread ends with the process.
+    std::thread::Builder::new()
+        .name("control".to_string())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match std::io::BufRead::read_line(&mut stdin.lock(), &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if tx.send(line.trim().to_string()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })?;
+    let handle = backend.handle();
+    loop {
+        tokio::select! {
+            () = &mut signal => return Ok(()),
+            command = commands.recv() => match command {
+                None => return Ok(()),
+                Some(command) if command.is_empty() => {}
+                Some(command) => match control(&handle, &command) {
+                    Ok(()) => say("ok"),
+                    Err(error) => say(&format!("error: {error}")),
+                },
+            },
+        }
+    }
+}
+
+/// Prints one line on standard output at once (the reader is waiting for it).
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe only means nobody listens any more.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Applies one control command.
+fn control(backend: &DemoBackendHandle, command: &str) -> Result<(), String> {
+    let (verb, arg) = command.split_once(' ').unwrap_or((command, ""));
+    let switch = |arg: &str| match arg.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("expected on or off, got {other:?}")),
+    };
+    match verb {
+        "health-failing" => backend.set_health_failing(switch(arg)?),
+        "blackhole" => backend.blackhole(switch(arg)?),
+        "error-rate" => {
+            let rate: f64 = arg
+                .trim()
+                .parse()
+                .map_err(|_| format!("not a number: {arg:?}"))?;
+            backend.set_error_rate(rate).map_err(|e| e.to_string())?;
+        }
+        "latency" => {
+            let latency = smartlb_config::parse_duration(arg.trim()).map_err(|e| e.to_string())?;
+            backend.set_latency(Latency::fixed(latency));
+        }
+        other => return Err(format!("unknown command {other:?}")),
+    }
+    Ok(())
 }

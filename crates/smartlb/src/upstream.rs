@@ -1,23 +1,50 @@
 //! An upstream: a named set of backends behind one balancer, with health, statistics and
 //! retries. This is the service the proxy's routes point at.
+//!
+//! # Retries
+//!
+//! A failed attempt is retried on another backend when the upstream's retry policy covers
+//! the failure and its budget has a token left:
+//!
+//! - a request that never reached a backend (connect failure, or a pooled connection found
+//!   closed before the request was written) comes back unsent, body untouched, and is
+//!   always safe to send elsewhere, whatever its method;
+//! - a request that was sent is retried only when its method is idempotent and it can be
+//!   sent again: it has no body, or a body of at most [`REPLAY_BODY_LIMIT`] bytes by its
+//!   declared length (`Content-Length`), which is read whole before the first attempt. A
+//!   body of unknown length or above the limit streams through and its request is not
+//!   retried once sent.
+//!
+//! Each retry prefers a backend not tried yet; when every eligible primary has been tried,
+//! an available backup is the last resort before a tried backend is tried again.
+//!
+//! # Health events
+//!
+//! Every health transition of a backend (from live traffic, active checks or the passage
+//! of time) is logged once with [`smartlb_health::log_transition`] and published to
+//! [`Upstream::subscribe_health`] subscribers.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body::Body;
-use smartlb_balance::{Algorithm, hash_bytes};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use smartlb_balance::{Algorithm, Nanos, hash_bytes};
 use smartlb_config::{HashKey, UpstreamConfig};
-use smartlb_health::{BackendHealth, CheckConfig, EjectionBudget, FailureKind, Transition};
-use smartlb_proxy::{BackendClient, ClientInfo, ClientOptions, ProxyBody};
+use smartlb_health::{
+    BackendHealth, CheckConfig, EjectionBudget, FailureKind, HealthEvent, Transition,
+};
+use smartlb_proxy::{BackendClient, BoxError, ClientInfo, ClientOptions, ProxyBody};
 use smartlb_traffic::{BackendSummary, Outcome, SeriesConfig, UpstreamSeries};
+use tokio::sync::broadcast;
 
 use crate::clock;
 use crate::endpoint::Endpoint;
@@ -27,6 +54,14 @@ use crate::set::EndpointSet;
 
 /// The endpoint type of a proxied upstream.
 pub type Backend = Endpoint<BackendClient>;
+
+/// The largest request body, by its declared length, that is read whole before the first
+/// attempt so that an idempotent request can be sent again after it reached a backend
+/// that failed (64 KiB).
+pub const REPLAY_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Health events kept for a subscriber that falls behind.
+const EVENT_BUFFER: usize = 1024;
 
 /// A named group of backends behind one balancer.
 ///
@@ -41,6 +76,9 @@ pub struct Upstream {
 #[derive(Debug)]
 struct Inner {
     name: String,
+    /// The name again, shared by the health events.
+    label: Arc<str>,
+    events: broadcast::Sender<HealthEvent>,
     set: ArcSwap<EndpointSet<BackendClient>>,
     retry: RetryPolicy,
     hash_key: Option<HashKey>,
@@ -113,6 +151,8 @@ impl Upstream {
         Ok(Self {
             inner: Arc::new(Inner {
                 name: config.name.clone(),
+                label: Arc::from(config.name.as_str()),
+                events: broadcast::channel(EVENT_BUFFER).0,
                 set: ArcSwap::from_pointee(EndpointSet::new(algorithm, endpoints)),
                 retry: RetryPolicy::new(&config.retry),
                 hash_key: config.hash_key.clone(),
@@ -130,6 +170,32 @@ impl Upstream {
     /// The current endpoints and their selector.
     pub fn endpoints(&self) -> Arc<EndpointSet<BackendClient>> {
         self.inner.set.load_full()
+    }
+
+    /// Health transitions of this upstream's backends from now on, as they happen: from
+    /// live traffic (outlier ejections), from active checks, and from the passage of time
+    /// (an ejection running out, a slow start completing). A subscriber that falls more
+    /// than 1024 events behind loses the oldest ones (`RecvError::Lagged`).
+    pub fn subscribe_health(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Starts (`true`) or stops draining the backend at `address`: a draining backend gets
+    /// no new requests while those in flight finish; undrained, it comes back through slow
+    /// start. The transition is logged and published like any other. Returns whether the
+    /// state changed, or `None` when no backend has that address.
+    pub fn set_draining(&self, address: &str, draining: bool) -> Option<bool> {
+        let set = self.endpoints();
+        let endpoint = set.endpoints().iter().find(|e| e.address() == address)?;
+        let transition = endpoint.health().set_draining(draining, clock::now());
+        let changed = transition.is_some();
+        note(&self.inner, endpoint, transition);
+        Some(changed)
+    }
+
+    /// Publishes a transition already logged elsewhere (by the active checker).
+    pub(crate) fn publish(&self, backend: &str, transition: &Transition) {
+        publish(&self.inner, backend, transition);
     }
 
     /// The active health check options, when `[upstream.health]` is configured.
@@ -225,6 +291,13 @@ enum Attempt {
     Retry(Request<ProxyBody>),
 }
 
+/// What it takes to send a request again after it reached a backend: its head as the
+/// client sent it and, when it has one, its buffered body.
+struct Replay {
+    head: http::request::Parts,
+    body: Option<Bytes>,
+}
+
 async fn forward<B>(inner: &Inner, req: Request<B>) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -235,17 +308,40 @@ where
         (None, Algorithm::IpHash) => client_ip_hash(&req),
         _ => None,
     };
-    let req = req.map(ProxyBody::new);
+    let mut req = req.map(ProxyBody::new);
     inner.retry.deposit();
 
-    // A bodiless idempotent request can be sent again after it reached a backend: keep a
-    // copy of its head (before header preparation, which the copy gets when it is sent).
-    // Anything else is retried only when it never left (connect failures).
-    let replay = (inner.retry.attempts() > 0
+    // An idempotent request can be sent again after it reached a backend if it has no
+    // body (keep a copy of its head, before header preparation, which the copy gets when
+    // it is sent) or a small one (read it first). Anything else is retried only when it
+    // never left (connect failures).
+    let replay = if inner.retry.attempts() > 0
         && is_idempotent(req.method())
-        && req.body().is_end_stream()
-        && !smartlb_proxy::is_upgrade_request(&req))
-    .then(|| head_of(&req));
+        && !smartlb_proxy::is_upgrade_request(&req)
+    {
+        if req.body().is_end_stream() {
+            Some(Replay {
+                head: head_of(&req),
+                body: None,
+            })
+        } else if is_small(req.body()) {
+            // Boxed so that it does not grow the future of every request.
+            match Box::pin(buffer(&mut req)).await {
+                Ok(replay) => replay,
+                Err(error) => {
+                    tracing::debug!(upstream = %inner.name, error, "reading the request body failed");
+                    return smartlb_proxy::error_response(
+                        StatusCode::BAD_REQUEST,
+                        smartlb_proxy::cause::BAD_REQUEST,
+                    );
+                }
+            }
+        } else {
+            None
+        }
+    } else {
+        None
+    };
 
     let mut tried: [u64; 4] = [0; 4];
     let mut tried_len = 0;
@@ -254,11 +350,11 @@ where
         let started = Instant::now();
         let now = clock::at(started);
         let set = inner.set.load();
-        // Prefer a backend not tried yet; fall back to any eligible one (a single backend
-        // may well accept the second connection).
+        // Prefer a backend not tried yet, then a backup as the last resort, then any
+        // eligible one (a single backend may well accept the second connection).
         let picked = set.pick(now, hash, &tried[..tried_len]).or_else(|| {
             if tried_len > 0 {
-                set.pick(now, hash, &[])
+                untried_backup(&set, now, &tried[..tried_len]).or_else(|| set.pick(now, hash, &[]))
             } else {
                 None
             }
@@ -292,13 +388,128 @@ where
     smartlb_proxy::error_response(StatusCode::BAD_GATEWAY, "retries-exhausted")
 }
 
+/// An available backup not tried yet for this request, the least loaded one: where a
+/// request goes when every eligible primary failed it.
+fn untried_backup<'a>(
+    set: &'a EndpointSet<BackendClient>,
+    now: Nanos,
+    tried: &[u64],
+) -> Option<&'a Arc<Backend>> {
+    set.endpoints()
+        .iter()
+        .filter(|e| e.is_backup() && e.health().is_available(now) && !tried.contains(&e.id()))
+        .min_by_key(|e| e.stats().in_flight())
+}
+
+/// Whether a body declares a length of at most [`REPLAY_BODY_LIMIT`].
+fn is_small(body: &ProxyBody) -> bool {
+    body.size_hint()
+        .upper()
+        .is_some_and(|n| n <= REPLAY_BODY_LIMIT)
+}
+
+/// Reads the request's body into memory so the request can be replayed. When the body
+/// turns out not to be replayable (it carries trailers, or is longer than it declared),
+/// what was read is put back in front of the rest and `None` is returned.
+async fn buffer(req: &mut Request<ProxyBody>) -> Result<Option<Replay>, BoxError> {
+    let mut body = std::mem::take(req.body_mut());
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    let mut len: u64 = 0;
+    let (data, trailers) = loop {
+        let Some(frame) = body.frame().await else {
+            let data = join(first, more);
+            *req.body_mut() = ProxyBody::full(data.clone());
+            return Ok(Some(Replay {
+                head: head_of(req),
+                body: Some(data),
+            }));
+        };
+        match frame?.into_data() {
+            Ok(chunk) => {
+                len += chunk.len() as u64;
+                match &first {
+                    None => first = Some(chunk),
+                    Some(_) => more.extend_from_slice(&chunk),
+                }
+                if len > REPLAY_BODY_LIMIT {
+                    break (join(first, more), None);
+                }
+            }
+            Err(frame) => break (join(first, more), frame.into_trailers().ok()),
+        }
+    };
+    *req.body_mut() = ProxyBody::new(Prefixed {
+        data: Some(data).filter(|d| !d.is_empty()),
+        trailers,
+        rest: body,
+    });
+    Ok(None)
+}
+
+/// The chunks read: the first one as it is, any further ones copied after it.
+fn join(first: Option<Bytes>, more: BytesMut) -> Bytes {
+    match first {
+        None => Bytes::new(),
+        Some(first) if more.is_empty() => first,
+        Some(first) => {
+            let mut all = BytesMut::with_capacity(first.len() + more.len());
+            all.extend_from_slice(&first);
+            all.extend_from_slice(&more);
+            all.freeze()
+        }
+    }
+}
+
+/// A body whose beginning was already read: that data, then the rest, then trailers read
+/// before the end.
+struct Prefixed {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    rest: ProxyBody,
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(data) = this.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match ready!(Pin::new(&mut this.rest).poll_frame(cx)) {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None => Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read = self.data.as_ref().map_or(0, |d| d.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(read));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(read));
+        }
+        hint
+    }
+}
+
 async fn try_once(
     inner: &Inner,
     endpoint: &Arc<Backend>,
     req: Request<ProxyBody>,
     started: Instant,
     may_retry: bool,
-    replay: Option<&http::request::Parts>,
+    replay: Option<&Replay>,
 ) -> Attempt {
     let guard = endpoint.stats().start();
     let result = endpoint.service().send(req).await;
@@ -321,12 +532,12 @@ async fn try_once(
                         .health()
                         .record_failure(FailureKind::ServerError, done),
                 );
-                if let Some(parts) = replay
+                if let Some(replay) = replay
                     && may_retry
                     && inner.retry.retries_status(status)
                     && inner.retry.withdraw()
                 {
-                    return Attempt::Retry(rebuild(parts));
+                    return Attempt::Retry(rebuild(replay));
                 }
             } else {
                 endpoint.stats().record(Outcome::Success, latency);
@@ -359,13 +570,13 @@ async fn try_once(
                     {
                         return Attempt::Retry(req);
                     }
-                } else if let Some(parts) = replay
+                } else if let Some(replay) = replay
                     && inner
                         .retry
                         .retries_error(error.is_reset(), error.is_timeout())
                     && inner.retry.withdraw()
                 {
-                    return Attempt::Retry(rebuild(parts));
+                    return Attempt::Retry(rebuild(replay));
                 }
             }
             tracing::debug!(upstream = %inner.name, backend = endpoint.address(), %error, "request failed");
@@ -374,10 +585,26 @@ async fn try_once(
     }
 }
 
+/// Logs a transition the request path or the statistics tick obtained, once, and
+/// publishes it.
 fn note(inner: &Inner, endpoint: &Backend, transition: Option<Transition>) {
     if let Some(t) = transition {
-        tracing::warn!(upstream = %inner.name, backend = endpoint.address(), "{t}");
+        smartlb_health::log_transition(&inner.name, endpoint.address(), &t);
+        publish(inner, endpoint.address(), &t);
     }
+}
+
+fn publish(inner: &Inner, backend: &str, transition: &Transition) {
+    if inner.events.receiver_count() == 0 {
+        return;
+    }
+    // No subscriber left is not an error.
+    let _ = inner.events.send(HealthEvent {
+        upstream: Arc::clone(&inner.label),
+        backend: Arc::from(backend),
+        at: clock::now(),
+        transition: transition.clone(),
+    });
 }
 
 /// A copy of the request's head as the client sent it, with the client's address (the
@@ -394,9 +621,13 @@ fn head_of<B>(req: &Request<B>) -> http::request::Parts {
     head.into_parts().0
 }
 
-/// The bodiless request again, from its head.
-fn rebuild(parts: &http::request::Parts) -> Request<ProxyBody> {
-    Request::from_parts(parts.clone(), ProxyBody::empty())
+/// The request again, from its head and buffered body.
+fn rebuild(replay: &Replay) -> Request<ProxyBody> {
+    let body = match &replay.body {
+        Some(data) => ProxyBody::full(data.clone()),
+        None => ProxyBody::empty(),
+    };
+    Request::from_parts(replay.head.clone(), body)
 }
 
 impl<B> tower_service::Service<Request<B>> for Upstream
@@ -512,5 +743,120 @@ impl UpstreamBuilder {
             });
         }
         Upstream::from_config(&self.config, self.request_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body that yields `chunks` then, optionally, trailers, declaring `declared` bytes.
+    struct Scripted {
+        chunks: std::collections::VecDeque<Bytes>,
+        trailers: Option<HeaderMap>,
+        declared: u64,
+    }
+
+    impl Body for Scripted {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            let this = self.get_mut();
+            if let Some(chunk) = this.chunks.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))))
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.declared)
+        }
+    }
+
+    fn request(chunks: &[&[u8]], trailers: bool, declared: u64) -> Request<ProxyBody> {
+        let mut map = HeaderMap::new();
+        map.insert("x-check", http::HeaderValue::from_static("1"));
+        let body = Scripted {
+            chunks: chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect(),
+            trailers: trailers.then_some(map),
+            declared,
+        };
+        Request::put("/x")
+            .header("x-kept", "yes")
+            .body(ProxyBody::new(body))
+            .expect("request")
+    }
+
+    async fn frames(body: ProxyBody) -> (Vec<u8>, Option<HeaderMap>) {
+        let collected = body.collect().await.expect("body");
+        let trailers = collected.trailers().cloned();
+        (collected.to_bytes().to_vec(), trailers)
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_kept_for_replay() {
+        let mut req = request(&[b"hello ", b"world"], false, 11);
+        assert!(is_small(req.body()));
+        let replay = buffer(&mut req).await.expect("read").expect("replayable");
+        assert_eq!(replay.body.as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(replay.head.headers["x-kept"], "yes");
+        // The first attempt sends the same bytes; so does every replay.
+        assert_eq!(frames(req.into_body()).await.0, b"hello world");
+        for _ in 0..2 {
+            let again = rebuild(&replay);
+            assert_eq!(again.method(), http::Method::PUT);
+            assert_eq!(frames(again.into_body()).await.0, b"hello world");
+        }
+        // One chunk is kept without a copy.
+        let mut req = request(&[b"one"], false, 3);
+        let replay = buffer(&mut req).await.expect("read").expect("replayable");
+        assert_eq!(replay.body.as_deref(), Some(&b"one"[..]));
+    }
+
+    #[tokio::test]
+    async fn bodies_that_cannot_be_replayed_are_passed_on_whole() {
+        // Trailers cannot be replayed from a plain buffer.
+        let mut req = request(&[b"data"], true, 4);
+        assert!(buffer(&mut req).await.expect("read").is_none());
+        let (data, trailers) = frames(req.into_body()).await;
+        assert_eq!(data, b"data");
+        assert_eq!(trailers.expect("trailers")["x-check"], "1");
+
+        // A body longer than it declared: what was read goes first, then the rest.
+        let big = vec![b'z'; 70 * 1024];
+        let mut req = request(&[b"head ", &big, b" tail"], false, 10);
+        assert!(is_small(req.body()));
+        assert!(buffer(&mut req).await.expect("read").is_none());
+        let (data, _) = frames(req.into_body()).await;
+        assert_eq!(data.len(), 5 + big.len() + 5);
+        assert!(data.starts_with(b"head z") && data.ends_with(b"z tail"));
+
+        // Declared above the limit, or not declared: not read at all.
+        assert!(!is_small(&ProxyBody::new(Scripted {
+            chunks: Default::default(),
+            trailers: None,
+            declared: REPLAY_BODY_LIMIT + 1,
+        })));
+    }
+
+    #[test]
+    fn prefixed_size_hint_adds_what_was_read() {
+        let body = Prefixed {
+            data: Some(Bytes::from_static(b"abc")),
+            trailers: None,
+            rest: ProxyBody::full("defg"),
+        };
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert!(!body.is_end_stream());
+        let done = Prefixed {
+            data: None,
+            trailers: None,
+            rest: ProxyBody::empty(),
+        };
+        assert!(done.is_end_stream());
     }
 }

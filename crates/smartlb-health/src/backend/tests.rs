@@ -32,6 +32,14 @@ fn config() -> HealthConfig {
     }
 }
 
+/// Outlier detection alone: ejections end with their time.
+fn passive() -> HealthConfig {
+    HealthConfig {
+        active: None,
+        ..config()
+    }
+}
+
 fn budget() -> Arc<EjectionBudget> {
     Arc::new(EjectionBudget::new(100))
 }
@@ -123,7 +131,7 @@ fn checks_are_ignored_without_active_config() {
 
 #[test]
 fn consecutive_failures_eject_and_success_resets() {
-    let h = BackendHealth::new(&config(), budget());
+    let h = BackendHealth::new(&passive(), budget());
     assert_eq!(fail_n(&h, 4, at(1)), None);
     h.record_success();
     assert_eq!(h.consecutive_failures(), 0);
@@ -159,7 +167,7 @@ fn consecutive_failures_eject_and_success_resets() {
 #[test]
 fn ejection_doubles_up_to_the_cap_and_decays() {
     // base 10 s, max 35 s.
-    let h = BackendHealth::new(&config(), budget());
+    let h = BackendHealth::new(&passive(), budget());
     let mut now = at(0);
     let mut lengths = Vec::new();
     for _ in 0..4 {
@@ -189,7 +197,7 @@ fn ejection_doubles_up_to_the_cap_and_decays() {
 #[test]
 fn max_ejection_percent_holds_back() {
     let b = Arc::new(EjectionBudget::new(50));
-    let mut cfg = config();
+    let mut cfg = passive();
     cfg.outlier = Some(outlier(2, 10, 300, 50));
     let hs: Vec<BackendHealth> = (0..4)
         .map(|_| BackendHealth::new(&cfg, Arc::clone(&b)))
@@ -275,7 +283,7 @@ fn slow_start_ramp_values() {
 
 #[test]
 fn recovery_goes_through_slow_start() {
-    let mut cfg = config();
+    let mut cfg = passive();
     cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
     let h = BackendHealth::new(&cfg, budget());
     // Ejected at 0 for 10 s: slow start runs from 10 s to 20 s.
@@ -295,6 +303,9 @@ fn recovery_goes_through_slow_start() {
     );
 
     // Unhealthy, then back after two passes: slow start from the second.
+    let mut cfg = config();
+    cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
+    let h = BackendHealth::new(&cfg, budget());
     for i in 0..3 {
         h.record_check(false, at(30 + i));
     }
@@ -307,6 +318,142 @@ fn recovery_goes_through_slow_start() {
     );
     assert_eq!(h.weight_factor(at(42)), 0.1);
     assert!((h.weight_factor(at(47)) - 0.5).abs() < 1e-6);
+}
+
+#[test]
+fn with_active_checks_an_ejection_ends_through_them() {
+    let mut cfg = config();
+    cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
+    let b = Arc::new(EjectionBudget::new(50));
+    let h = BackendHealth::new(&cfg, Arc::clone(&b));
+    let _other = BackendHealth::new(&cfg, Arc::clone(&b));
+    // The checks run (they reported once).
+    assert_eq!(h.record_check(true, at(0)), None);
+    let t = fail_n(&h, 5, at(0)).unwrap();
+    assert_eq!(
+        t.reason,
+        "5 consecutive failures (last: 5xx); ejected for 10s, then until health checks pass"
+    );
+    assert!(h.is_awaiting_checks());
+    // One pass during the ejection is not enough.
+    assert_eq!(h.record_check(true, at(5)), None);
+    // Time is up: held out (and still counted) until the checks pass.
+    assert_eq!(h.state(at(10)), HealthState::Unhealthy);
+    assert!(!h.is_available(at(10)));
+    assert_eq!(b.ejected(at(10)), 1);
+    let t = h.poll(at(10)).unwrap();
+    assert_eq!(
+        t.to_string(),
+        "ejected -> unhealthy: ejection time is up; back after 2 passing health checks"
+    );
+    // Requests still in flight may fail: ignored.
+    assert_eq!(fail_n(&h, 10, at(11)), None);
+    let t = h.record_check(true, at(12)).unwrap();
+    assert_eq!(
+        t.to_string(),
+        "unhealthy -> slow-start: 2 consecutive passing health checks"
+    );
+    assert!(!h.is_awaiting_checks());
+    assert_eq!(b.ejected(at(12)), 0);
+    // The ramp starts when it is back.
+    assert_eq!(h.weight_factor(at(12)), 0.1);
+    assert!((h.weight_factor(at(17)) - 0.5).abs() < 1e-6);
+    assert_eq!(h.ejections_total(), 1);
+}
+
+#[test]
+fn checks_passing_while_ejected_keep_it_ejected_until_its_time() {
+    let mut cfg = config();
+    cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
+    let h = BackendHealth::new(&cfg, budget());
+    assert_eq!(h.record_check(true, at(0)), None);
+    // Real traffic fails while the health endpoint passes.
+    assert!(fail_n(&h, 5, at(0)).is_some());
+    assert!(h.is_awaiting_checks());
+    for i in 1..=5 {
+        assert_eq!(h.record_check(true, at(i)), None);
+    }
+    assert!(!h.is_awaiting_checks());
+    assert_eq!(h.state(at(9)), HealthState::Ejected);
+    // Back right on time, with no wait for more checks.
+    assert_eq!(h.state(at(10)), HealthState::SlowStart);
+    let t = h.poll(at(10)).unwrap();
+    assert_eq!(t.to_string(), "ejected -> slow-start: ejection time is up");
+    assert_eq!(h.weight_factor(at(10)), 0.1);
+}
+
+#[test]
+fn checks_that_see_a_restart_end_the_ejection() {
+    let mut cfg = config();
+    cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
+    let b = Arc::new(EjectionBudget::new(100));
+    let h = BackendHealth::new(&cfg, Arc::clone(&b));
+    // Crashed: traffic ejects it, then the checks take it down too.
+    assert!(fail_n(&h, 5, at(0)).is_some());
+    for i in 1..=3 {
+        assert_eq!(h.record_check(false, at(i)), None);
+    }
+    assert!(h.is_check_failing());
+    assert_eq!(h.state(at(3)), HealthState::Ejected);
+    // Restarted at 4 s: two passes bring it back long before the 10 s.
+    assert_eq!(h.record_check(true, at(4)), None);
+    let t = h.record_check(true, at(5)).unwrap();
+    assert_eq!(
+        t.to_string(),
+        "ejected -> slow-start: 2 consecutive passing health checks; ejection ended early"
+    );
+    assert!(h.is_available(at(5)));
+    assert_eq!(h.ejected_until(at(5)), None);
+    assert_eq!(b.ejected(at(5)), 0);
+    assert_eq!(h.weight_factor(at(5)), 0.1);
+    assert!((h.weight_factor(at(10)) - 0.5).abs() < 1e-6);
+    assert_eq!(h.poll(at(6)), None);
+
+    // Unhealthy first, then ejected by requests still in flight: the same.
+    let h = BackendHealth::new(&cfg, budget());
+    for i in 0..3 {
+        h.record_check(false, at(i));
+    }
+    assert!(fail_n(&h, 5, at(3)).is_some());
+    assert_eq!(h.state(at(3)), HealthState::Ejected);
+    assert_eq!(h.record_check(true, at(4)), None);
+    let t = h.record_check(true, at(5)).unwrap();
+    assert_eq!(
+        (t.from, t.to),
+        (HealthState::Ejected, HealthState::SlowStart)
+    );
+}
+
+#[test]
+fn checks_that_never_ran_do_not_hold_a_backend_out() {
+    // Active checks configured, but no checker ever reported (an embedder
+    // without the background tasks): the ejection ends with its time.
+    let h = BackendHealth::new(&config(), budget());
+    let t = fail_n(&h, 5, at(0)).unwrap();
+    assert_eq!(
+        t.reason,
+        "5 consecutive failures (last: 5xx); ejected for 10s"
+    );
+    assert!(!h.is_awaiting_checks());
+    assert_eq!(h.state(at(10)), HealthState::Healthy);
+}
+
+#[test]
+fn transitions_always_chain() {
+    // Ejection over, not yet polled, and ejected again: one transition whose
+    // reason tells both steps, starting from the state last reported.
+    let h = BackendHealth::new(&passive(), budget());
+    let t = fail_n(&h, 5, at(0)).unwrap();
+    assert_eq!(t.to, HealthState::Ejected);
+    let t = fail_n(&h, 5, at(11)).unwrap();
+    assert_eq!((t.from, t.to), (HealthState::Ejected, HealthState::Ejected));
+    assert_eq!(
+        t.reason,
+        "ejection time is up, then 5 consecutive failures (last: 5xx); ejected for 20s"
+    );
+    assert_eq!(h.poll(at(12)), None);
+    let t = h.poll(at(31)).unwrap();
+    assert_eq!((t.from, t.to), (HealthState::Ejected, HealthState::Healthy));
 }
 
 #[test]
@@ -334,28 +481,6 @@ fn ejection_and_active_checks_are_independent() {
         (HealthState::Unhealthy, HealthState::SlowStart)
     );
     assert_eq!(h.weight_factor(at(12)), 0.1);
-}
-
-#[test]
-fn checks_passing_while_ejected_keep_it_ejected() {
-    let mut cfg = config();
-    cfg.slow_start = Some(SlowStartConfig::linear(Duration::from_secs(10)));
-    let h = BackendHealth::new(&cfg, budget());
-    for i in 0..3 {
-        h.record_check(false, at(i));
-    }
-    // Unhealthy from 2 s. An ejection needs traffic, which an unhealthy
-    // backend does not get, but in-flight requests may still fail.
-    assert_eq!(h.state(at(2)), HealthState::Unhealthy);
-    assert!(fail_n(&h, 5, at(3)).is_some());
-    assert_eq!(h.state(at(3)), HealthState::Ejected);
-    assert_eq!(h.record_check(true, at(4)), None);
-    assert_eq!(h.record_check(true, at(5)), None);
-    assert_eq!(h.state(at(12)), HealthState::Ejected);
-    // Ejection over at 13 s; slow start runs from 13 s.
-    assert_eq!(h.state(at(13)), HealthState::SlowStart);
-    assert_eq!(h.weight_factor(at(13)), 0.1);
-    assert!((h.weight_factor(at(18)) - 0.5).abs() < 1e-6);
 }
 
 #[test]
@@ -404,6 +529,9 @@ fn backups_serve_when_no_primary_is_available() {
     p1.set_draining(true, at(1));
     assert_eq!(tier(at(1)), Tier::Primary);
     assert!(fail_n(&p2, 5, at(2)).is_some());
+    // Its checks keep passing, so it returns when the ejection time is up.
+    p2.record_check(true, at(3));
+    p2.record_check(true, at(4));
     assert_eq!(tier(at(2)), Tier::Backup);
     assert!(tier(at(2)).admits(bk.view(at(2))));
     assert!(!tier(at(2)).admits(p2.view(at(2))));
@@ -473,8 +601,11 @@ fn reconfigure_keeps_state_and_applies_limits() {
     assert!((h.weight_factor(at_ms(500)) - 0.5).abs() < 1e-6);
     assert!(h.record_failure(FailureKind::Connect, at(2)).is_some());
     assert_eq!(h.ejected_until(at(2)), Some(Nanos(2 * S + 1_000_000)));
+    // The 1 ms ejection is over; one failing check takes it out.
     let t = h.record_check(false, at(3)).unwrap();
     assert_eq!(t.to, HealthState::Unhealthy);
+    let t = h.record_check(true, at(4)).unwrap();
+    assert_eq!(t.to, HealthState::SlowStart);
 }
 
 #[test]
