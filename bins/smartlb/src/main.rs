@@ -38,6 +38,31 @@ enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Run the deterministic traffic simulator and print a comparison table.
+    Simulate {
+        /// Scenario: heterogeneous, degrading, crash-recover, surge, stalls, antagonist or all.
+        #[arg(long, default_value = "all")]
+        scenario: String,
+        /// Algorithms to compare, comma-separated (default: round-robin, least-requests,
+        /// p2c-ewma, adaptive).
+        #[arg(long, value_delimiter = ',')]
+        algorithms: Vec<String>,
+        /// Seed of the random streams: the same seed gives the same numbers.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Average over this many seeds, from --seed on.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Also write a self-contained HTML report with charts to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Simulated length of each scenario ("10m"); default: the scenario's own.
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Serve one demo backend until killed (for tests and scripts/failover).
     #[command(hide = true)]
     DemoBackend {
@@ -104,6 +129,38 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+        Command::Simulate {
+            scenario,
+            algorithms,
+            seed,
+            seeds,
+            format,
+            out,
+            duration,
+        } => {
+            let args = smartlb_sim::cli::SimulateArgs {
+                scenario,
+                algorithms,
+                seed,
+                seeds,
+                format,
+                out,
+                duration,
+            };
+            match smartlb_sim::cli::simulate(&args) {
+                Ok(output) => {
+                    print!("{}", output.stdout);
+                    if let Some(path) = &args.out {
+                        eprintln!("wrote {}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("smartlb simulate: {error}");
+                    ExitCode::from(error.exit_code())
+                }
+            }
         }
         Command::DemoBackend {
             listen,

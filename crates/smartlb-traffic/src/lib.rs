@@ -35,6 +35,15 @@
 //! [`Ewma`] is the smoothing primitive (mean and variance) the analyser
 //! builds on.
 //!
+//! **Analysis** ([`analysis`]): once per tick, pure functions of the tick's
+//! figures and the time: a Holt-Winters forecast of the request rate with
+//! its error ([`analysis::HoltWinters`]), anomaly detection on the rate and
+//! on each backend's latency and error rate ([`analysis::AnomalyDetector`]),
+//! and the weight controller that turns configured weight, health, slow
+//! start and observed capacity into each backend's effective weight, with
+//! the reasons ([`analysis::WeightController`]). [`analysis::Analyzer`] runs
+//! the three for one upstream.
+//!
 //! # Example
 //!
 //! ```
@@ -70,6 +79,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod analysis;
 mod ewma;
 mod histogram;
 mod outcome;

@@ -1,6 +1,7 @@
 //! One backend as the balancer sees it: its service, weight, health and live statistics.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use smartlb_balance::{Endpoints, Nanos, PeakEwma, hash_bytes};
@@ -23,9 +24,10 @@ pub(crate) const FAILURE_LATENCY: Duration = Duration::from_secs(1);
 pub struct Endpoint<S> {
     id: u64,
     address: String,
-    configured_weight: u32,
+    configured_weight: AtomicU32,
     backup: bool,
     service: S,
+    metrics: Option<smartlb_admin::metrics::BackendMetrics>,
     stats: Arc<BackendStats>,
     health: Arc<BackendHealth>,
     ewma: PeakEwma,
@@ -44,9 +46,10 @@ impl<S> Endpoint<S> {
         Self {
             id: hash_bytes(address.as_bytes()),
             address,
-            configured_weight,
+            configured_weight: AtomicU32::new(configured_weight),
             backup,
             service,
+            metrics: None,
             stats: Arc::new(BackendStats::new()),
             health,
             ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
@@ -63,9 +66,30 @@ impl<S> Endpoint<S> {
         self.id
     }
 
+    /// Records this endpoint's Prometheus series under `upstream` (the proxy's upstreams
+    /// do; embedders choose).
+    pub fn with_metrics(mut self, upstream: &str) -> Self {
+        self.metrics = Some(smartlb_admin::metrics::BackendMetrics::new(
+            upstream,
+            &self.address,
+        ));
+        self
+    }
+
+    /// The endpoint's Prometheus series, when it records them.
+    pub fn metrics(&self) -> Option<&smartlb_admin::metrics::BackendMetrics> {
+        self.metrics.as_ref()
+    }
+
     /// The configured weight.
     pub fn configured_weight(&self) -> u32 {
-        self.configured_weight
+        self.configured_weight.load(Ordering::Relaxed)
+    }
+
+    /// Changes the configured weight (the admin API's re-weighting); takes effect at the
+    /// next pick.
+    pub fn set_configured_weight(&self, weight: u32) {
+        self.configured_weight.store(weight, Ordering::Relaxed);
     }
 
     /// Whether this endpoint is a backup.
@@ -95,7 +119,7 @@ impl<S> Endpoint<S> {
 
     /// The weight the balancer uses at `now`: configured weight × slow-start factor.
     pub fn effective_weight(&self, now: Nanos) -> f64 {
-        f64::from(self.configured_weight) * self.health.weight_factor(now)
+        f64::from(self.configured_weight()) * self.health.weight_factor(now)
     }
 
     /// The state reported to operators.

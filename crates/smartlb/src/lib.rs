@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod background;
 pub mod balance;
 pub mod clock;
@@ -71,7 +72,8 @@ pub use retry::{RetryPolicy, is_idempotent};
 pub use router::Router;
 pub use server::{Running, run, server_options, start, start_with};
 pub use set::EndpointSet;
-pub use upstream::{Backend, Upstream, UpstreamBuilder};
+pub use smartlb_health::HealthEvent;
+pub use upstream::{Backend, MembershipError, REPLAY_BODY_LIMIT, Upstream, UpstreamBuilder};
 
 pub use smartlb_balance as algorithms;
 pub use smartlb_config as config;

@@ -172,6 +172,10 @@ impl AdminSource for Proxy {
         Proxy::status(self)
     }
 
+    fn traffic(&self, query: &smartlb_admin::TrafficQuery) -> smartlb_admin::TrafficReport {
+        crate::admin::traffic(self, query)
+    }
+
     fn ready(&self) -> bool {
         Proxy::ready(self)
     }

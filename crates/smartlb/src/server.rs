@@ -49,6 +49,8 @@ pub fn server_options(config: &Config) -> ServerOptions {
 ///
 /// The configuration cannot be built into a proxy, or an address cannot be bound.
 pub async fn start(config: &Config) -> Result<Running, RunError> {
+    // Install the recorder before any backend creates its metric handles.
+    let _ = metrics_handle();
     let proxy = Proxy::from_config(config)?;
     let mut listeners = Vec::with_capacity(config.server.listen.len());
     for &address in &config.server.listen {
@@ -86,11 +88,15 @@ pub fn start_with(
     }
     let admin = admin_listener.local_addr().map_err(RunError::Serve)?;
     let source: Arc<dyn smartlb_admin::AdminSource> = Arc::new(proxy.clone());
-    servers.push(tokio::spawn(smartlb_admin::serve(
-        admin_listener,
-        source,
-        wait_stop(stopped.clone()),
-    )));
+    let mut admin_server = smartlb_admin::AdminServer::new(source)
+        .with_control(Arc::new(proxy.clone()))
+        .with_token(config.admin.token.clone());
+    if let Some(handle) = metrics_handle() {
+        admin_server = admin_server.with_metrics(handle);
+    }
+    servers.push(tokio::spawn(
+        admin_server.serve(admin_listener, wait_stop(stopped.clone())),
+    ));
     let background = crate::background::spawn(&proxy, stopped);
     tracing::info!(listen = ?listen, %admin, "smartlb is serving");
     Ok(Running {
@@ -101,6 +107,18 @@ pub fn start_with(
         servers,
         background,
     })
+}
+
+/// The process's Prometheus recorder, installed on first use. `None` (and a warning) when
+/// another `metrics` recorder was installed by an embedding application.
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    match smartlb_admin::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "Prometheus metrics are not available");
+            None
+        }
+    }
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {

@@ -84,6 +84,12 @@ struct Inner {
     hash_key: Option<HashKey>,
     check: Option<CheckConfig>,
     series: Mutex<UpstreamSeries>,
+    metrics: smartlb_admin::metrics::UpstreamMetrics,
+    health_options: smartlb_health::HealthConfig,
+    budget: Arc<EjectionBudget>,
+    client_options: ClientOptions,
+    /// Serialises membership changes (admin API); never taken on the request path.
+    membership: Mutex<()>,
 }
 
 impl Upstream {
@@ -144,7 +150,8 @@ impl Upstream {
                 backend.backup,
                 client,
                 health,
-            );
+            )
+            .with_metrics(&config.name);
             series.add_backend(endpoint.address(), endpoint.stats().clone(), now);
             endpoints.push(Arc::new(endpoint));
         }
@@ -158,6 +165,11 @@ impl Upstream {
                 hash_key: config.hash_key.clone(),
                 check: crate::health_options::check_options(config),
                 series: Mutex::new(series),
+                metrics: smartlb_admin::metrics::UpstreamMetrics::new(&config.name),
+                health_options,
+                budget,
+                client_options,
+                membership: Mutex::new(()),
             }),
         })
     }
@@ -213,7 +225,150 @@ impl Upstream {
             .tick(now);
         for endpoint in self.endpoints().endpoints() {
             note(&self.inner, endpoint, endpoint.health().poll(now));
+            if let Some(metrics) = endpoint.metrics() {
+                metrics.set_up(endpoint.health().is_available(now));
+                metrics.set_effective_weight(endpoint.effective_weight(now));
+                metrics.set_in_flight(endpoint.stats().in_flight());
+            }
         }
+    }
+
+    /// The per-second series of every backend and of the whole upstream, at most
+    /// `samples` of each.
+    pub fn traffic(&self, samples: usize) -> smartlb_traffic::TrafficSnapshot {
+        self.inner
+            .series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(samples)
+    }
+
+    /// Adds a backend at run time (admin API). It enters through slow start.
+    ///
+    /// # Errors
+    ///
+    /// The address is already a backend of this upstream, or it does not resolve.
+    pub fn add_backend(
+        &self,
+        backend: &smartlb_config::BackendConfig,
+    ) -> Result<(), MembershipError> {
+        let _guard = self
+            .inner
+            .membership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let address = backend.address.to_string();
+        let current = self.inner.set.load_full();
+        if current.endpoints().iter().any(|e| e.address() == address) {
+            return Err(MembershipError::Exists(address));
+        }
+        let addr = resolve(&address)
+            .map_err(|e| MembershipError::Resolve(address.clone(), e.to_string()))?;
+        let now = clock::now();
+        let health = Arc::new(
+            BackendHealth::joining(&self.inner.health_options, self.inner.budget.clone(), now)
+                .with_backup(backend.backup),
+        );
+        let endpoint = Endpoint::new(
+            address.clone(),
+            backend.weight,
+            backend.backup,
+            BackendClient::new(addr, self.inner.client_options.clone()),
+            health,
+        )
+        .with_metrics(&self.inner.name);
+        self.inner
+            .series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_backend(endpoint.address(), endpoint.stats().clone(), now);
+        let mut endpoints = current.endpoints().to_vec();
+        endpoints.push(Arc::new(endpoint));
+        self.inner
+            .set
+            .store(Arc::new(EndpointSet::new(current.algorithm(), endpoints)));
+        tracing::info!(upstream = %self.inner.name, backend = %address, "backend added");
+        Ok(())
+    }
+
+    /// Sets a backend's configured weight (admin API); `false` when there is no such
+    /// backend.
+    pub fn set_weight(&self, address: &str, weight: u32) -> bool {
+        let set = self.inner.set.load();
+        match set.endpoints().iter().find(|e| e.address() == address) {
+            Some(endpoint) => {
+                endpoint.set_configured_weight(weight);
+                tracing::info!(upstream = %self.inner.name, backend = address, weight, "backend re-weighted");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drains a backend (no new requests), waits for its in-flight requests to finish (at
+    /// most `grace`), then removes it. Returns at once; `false` when there is no such
+    /// backend.
+    pub fn remove_backend(&self, address: &str, grace: std::time::Duration) -> bool {
+        if self.set_draining(address, true).is_none() {
+            return false;
+        }
+        let upstream = self.clone();
+        let owned = address.to_owned();
+        let drain = async move {
+            let address = owned;
+            let deadline = tokio::time::Instant::now() + grace;
+            loop {
+                let busy = upstream
+                    .endpoints()
+                    .endpoints()
+                    .iter()
+                    .find(|e| e.address() == address)
+                    .is_some_and(|e| e.stats().in_flight() > 0);
+                if !busy || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            upstream.forget(&address);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(drain);
+            }
+            Err(_) => self.forget(address),
+        }
+        true
+    }
+
+    fn forget(&self, address: &str) {
+        let _guard = self
+            .inner
+            .membership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.inner.set.load_full();
+        let (gone, kept): (Vec<_>, Vec<_>) = current
+            .endpoints()
+            .iter()
+            .cloned()
+            .partition(|e| e.address() == address);
+        if gone.is_empty() {
+            return;
+        }
+        for endpoint in &gone {
+            if let Some(metrics) = endpoint.metrics() {
+                metrics.retire();
+            }
+        }
+        self.inner
+            .series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_backend(address);
+        self.inner
+            .set
+            .store(Arc::new(EndpointSet::new(current.algorithm(), kept)));
+        tracing::info!(upstream = %self.inner.name, backend = address, "backend removed");
     }
 
     /// Recent traffic of the backend at `address` (rates and quantiles over the last ticks).
@@ -381,7 +536,10 @@ where
         .await
         {
             Attempt::Done(resp) => return resp,
-            Attempt::Retry(next) => current = next,
+            Attempt::Retry(next) => {
+                inner.metrics.retry();
+                current = next;
+            }
         }
     }
     // Unreachable in practice: the last attempt never asks for a retry.
@@ -518,6 +676,13 @@ async fn try_once(
     let done = clock::at(finished);
     // The outcome is recorded below, once it is classified.
     drop(guard);
+    if let Some(metrics) = endpoint.metrics() {
+        let code = match &result {
+            Ok(resp) => resp.status().as_u16(),
+            Err(error) => error.status().as_u16(),
+        };
+        metrics.record_request(code, latency.as_secs_f64());
+    }
     match result {
         Ok(resp) => {
             let status = resp.status();
@@ -589,6 +754,11 @@ async fn try_once(
 /// publishes it.
 fn note(inner: &Inner, endpoint: &Backend, transition: Option<Transition>) {
     if let Some(t) = transition {
+        if t.to == smartlb_health::HealthState::Ejected
+            && let Some(metrics) = endpoint.metrics()
+        {
+            metrics.ejection();
+        }
         smartlb_health::log_transition(&inner.name, endpoint.address(), &t);
         publish(inner, endpoint.address(), &t);
     }
@@ -859,4 +1029,16 @@ mod tests {
         };
         assert!(done.is_end_stream());
     }
+}
+
+/// Why a run-time membership change was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The backend is already in the upstream.
+    #[error("backend `{0}` is already in the upstream")]
+    Exists(String),
+    /// The backend's address does not resolve.
+    #[error("backend `{0}` does not resolve: {1}")]
+    Resolve(String, String),
 }

@@ -1,11 +1,11 @@
-use super::latency_cost;
 use crate::balancer::{Balancer, PickContext};
 use crate::endpoints::{Endpoints, usable_weight};
 use crate::ewma::DEFAULT_LATENCY_NS;
 use crate::sample::{WeightCache, uniform, weighted};
 
-/// `adaptive`, first version: weighted power of two choices with a probing
-/// share.
+/// `adaptive`: weighted power of two choices on a damped latency cost, with
+/// a probing share. Its parameters were chosen by measurement in the
+/// simulator (`smartlb simulate`, see `docs/algorithms.md`).
 ///
 /// # The pick
 ///
@@ -16,10 +16,27 @@ use crate::sample::{WeightCache, uniform, weighted};
 /// 2. **Compare.** Otherwise two distinct pickable endpoints are drawn at
 ///    random in proportion to their live effective weight (the weights the
 ///    traffic analyser sets), and the one with the lower
-///    `latency × (in_flight + 1) / weight` wins (the first drawn on ties),
+///    `latency^e × (in_flight + 1) / weight` wins (the first drawn on ties),
 ///    where `latency` is the peak-EWMA estimate or the 30 ms default without
-///    samples. Weights thus act twice: they decide who is considered, and
-///    they discount the cost of endpoints trusted with more capacity.
+///    samples and `e` is 0.375 by default. Weights thus act twice: they
+///    decide who is considered, and they discount the cost of endpoints
+///    trusted with more capacity.
+///
+/// # Why the damped latency
+///
+/// `p2c-ewma` multiplies the whole latency estimate by the load. A
+/// peak-EWMA estimate jumps on one slow response and takes tens of seconds
+/// to come down, so after a short stall a backend is avoided long after it
+/// recovered, and its peers take its load. With the exponent the cost
+/// still prefers the faster of two endpoints, but requests in flight, which
+/// follow a stall or a slowdown per request and recover as soon as the
+/// queue drains, carry most of the decision; slow drifts are the weight
+/// controller's job. In the simulator, exponents from 0.25 to 0.5 gave the
+/// lowest median latencies and 1 (the full latency) the highest, with p99
+/// about equal; 0.375 is the smallest that still makes latency outweigh
+/// weight where it must (an endpoint 50× slower loses to one with a quarter
+/// of its weight, as `50^0.375 ≈ 4.3 > 4`). The estimate itself should
+/// decay faster than `p2c-ewma`'s: [`Adaptive::LATENCY_DECAY`] (3 s).
 ///
 /// # Why the probe
 ///
@@ -52,13 +69,14 @@ use crate::sample::{WeightCache, uniform, weighted};
 /// when nothing is pickable. The probe decision uses the caller's random
 /// source, so picks stay reproducible under a fixed seed.
 ///
-/// This is the starting point that the simulator (`smartlb simulate`) is
-/// used to tune; the spec's other refinements (failure-aware latency,
-/// bounded weight moves) live partly in how callers feed weights and
-/// latencies and may move here as the algorithm evolves.
+/// The spec's other refinements live with the callers: failures must be fed
+/// to the latency estimate as slow (never fast), and weights come from the
+/// traffic analyser's weight controller, which moves them boundedly per tick
+/// and penalises failing backends.
 #[derive(Debug)]
 pub struct Adaptive {
     default_ns: f64,
+    latency_exponent: f64,
     probe_share: f64,
     probe_share_max: f64,
     cache: WeightCache,
@@ -70,6 +88,16 @@ impl Adaptive {
 
     /// Default cap on the total share of probing picks: 10%.
     pub const PROBE_SHARE_MAX: f64 = 0.10;
+
+    /// Decay window of the peak-EWMA latency estimate that callers should
+    /// feed `adaptive` through [`Endpoints::latency`]: 3 s, rather than the
+    /// 10 s that `p2c-ewma` reads, so a backend's estimate comes back down
+    /// within seconds of a stall or a recovery (chosen in the simulator).
+    pub const LATENCY_DECAY: std::time::Duration = std::time::Duration::from_secs(3);
+
+    /// Default exponent of the latency in the cost: 0.375 (see the type
+    /// docs).
+    pub const LATENCY_EXPONENT: f64 = 0.375;
 
     /// With the 30 ms default latency and the default probing share.
     pub fn new() -> Self {
@@ -86,6 +114,7 @@ impl Adaptive {
         };
         Adaptive {
             default_ns,
+            latency_exponent: Self::LATENCY_EXPONENT,
             probe_share: Self::PROBE_SHARE,
             probe_share_max: Self::PROBE_SHARE_MAX,
             cache: WeightCache::default(),
@@ -109,6 +138,24 @@ impl Adaptive {
         self
     }
 
+    /// Sets the exponent `e` of the latency in the cost
+    /// `latency^e × (in_flight + 1) / weight`: 1 weighs latency fully, 0
+    /// ignores it (weighted least-requests), values between damp it. Clamped
+    /// into `0..=4`; NaN keeps the default.
+    pub fn with_latency_exponent(mut self, e: f64) -> Self {
+        self.latency_exponent = if e.is_nan() {
+            Self::LATENCY_EXPONENT
+        } else {
+            e.clamp(0.0, 4.0)
+        };
+        self
+    }
+
+    /// The exponent of the latency in the cost.
+    pub fn latency_exponent(&self) -> f64 {
+        self.latency_exponent
+    }
+
     /// The latency used for endpoints without samples, in ns.
     pub fn default_latency_ns(&self) -> f64 {
         self.default_ns
@@ -130,11 +177,20 @@ impl Adaptive {
         if w <= 0.0 {
             return f64::INFINITY;
         }
-        latency_cost(
-            endpoints.latency(i, ctx.now),
-            self.default_ns,
-            endpoints.in_flight(i),
-        ) / w
+        let load = endpoints.in_flight(i) as f64 + 1.0;
+        let latency = match endpoints.latency(i, ctx.now) {
+            Some(l) if l >= 0.0 => l,
+            _ => self.default_ns,
+        };
+        let e = self.latency_exponent;
+        let latency = if e == 1.0 {
+            latency
+        } else if e == 0.0 {
+            1.0
+        } else {
+            latency.powf(e)
+        };
+        latency * load / w
     }
 }
 
@@ -195,6 +251,43 @@ mod tests {
         let a = Adaptive::with_default_latency(1e6).with_probe_share(0.5, 0.25);
         assert_eq!(a.probe_probability(3), 0.25);
         assert_eq!(a.default_latency_ns(), 1e6);
+    }
+
+    #[test]
+    fn latency_is_damped_by_the_exponent() {
+        let a = Adaptive::new().with_probe_share(0.0, 0.0);
+        assert_eq!(a.latency_exponent(), 0.375);
+        let pick = |b: &Adaptive, eps: &StaticEndpoints| {
+            let mut rng = FastRng::seed(3);
+            b.pick(eps, &mut PickContext::new(Nanos(0), &mut rng))
+        };
+        // Weight 2 and 5× the latency: the damped latency (5^0.375 ≈ 1.8)
+        // does not outweigh the weight; the full latency does.
+        let mut eps = StaticEndpoints::from_weights([1.0, 2.0]);
+        eps.set_latency(0, Some(1e6));
+        eps.set_latency(1, Some(5e6));
+        assert_eq!(pick(&a, &eps), Some(1));
+        assert_eq!(pick(&a.with_latency_exponent(1.0), &eps), Some(0));
+        // Exponent 0: latency ignored, load over weight decides.
+        let a0 = Adaptive::new()
+            .with_probe_share(0.0, 0.0)
+            .with_latency_exponent(0.0);
+        eps.set_latency(1, Some(1e9));
+        assert_eq!(pick(&a0, &eps), Some(1));
+        eps.set_in_flight(1, 4);
+        assert_eq!(pick(&a0, &eps), Some(0));
+        assert_eq!(
+            Adaptive::new()
+                .with_latency_exponent(f64::NAN)
+                .latency_exponent(),
+            0.375
+        );
+        assert_eq!(
+            Adaptive::new()
+                .with_latency_exponent(9.0)
+                .latency_exponent(),
+            4.0
+        );
     }
 
     #[test]

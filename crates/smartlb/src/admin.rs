@@ -1,0 +1,147 @@
+//! The admin API over the running proxy: the traffic document and the run-time changes
+//! of backends (add, re-weight, drain, remove).
+
+use smartlb_admin::{
+    AdminControl, AdminError, BackendTraffic, BackendUpdate, ControlFuture, NewBackend,
+    TrafficQuery, TrafficReport, TrafficSample, UpstreamStatus, UpstreamTraffic,
+};
+use smartlb_config::{BackendAddress, BackendConfig};
+
+use crate::clock;
+use crate::proxy::Proxy;
+use crate::upstream::{MembershipError, Upstream};
+
+/// How long a deleted backend may take to finish its in-flight requests.
+const REMOVE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn samples<T: serde::Serialize>(series: &[T]) -> Vec<TrafficSample> {
+    series
+        .iter()
+        .filter_map(|s| serde_json::to_value(s).ok())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
+/// The traffic document of `GET /api/v1/traffic`.
+pub(crate) fn traffic(proxy: &Proxy, query: &TrafficQuery) -> TrafficReport {
+    TrafficReport {
+        now_ms: clock::now().0 / 1_000_000,
+        upstreams: proxy
+            .upstreams()
+            .iter()
+            .map(|u| {
+                let snapshot = u.traffic(query.samples);
+                UpstreamTraffic {
+                    name: u.name().to_string(),
+                    tick_ms: 1000,
+                    analysis: "off".to_string(),
+                    total: samples(&snapshot.total.series),
+                    backends: snapshot
+                        .backends
+                        .iter()
+                        .map(|b| BackendTraffic {
+                            address: b.backend.clone(),
+                            series: samples(&b.series),
+                            weight: None,
+                        })
+                        .collect(),
+                    forecast: None,
+                    forecast_series: Vec::new(),
+                    anomalies: Vec::new(),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn find<'a>(proxy: &'a Proxy, name: &str) -> Result<&'a Upstream, AdminError> {
+    proxy
+        .upstream(name)
+        .ok_or_else(|| AdminError::NotFound(format!("no upstream named `{name}`")))
+}
+
+fn status_of(proxy: &Proxy, name: &str) -> Result<UpstreamStatus, AdminError> {
+    proxy
+        .status()
+        .upstreams
+        .into_iter()
+        .find(|u| u.name == name)
+        .ok_or_else(|| AdminError::NotFound(format!("no upstream named `{name}`")))
+}
+
+fn check_weight(weight: u32) -> Result<(), AdminError> {
+    if (BackendConfig::MIN_WEIGHT..=BackendConfig::MAX_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(AdminError::BadRequest(format!(
+            "weight {weight} is outside {}..={}",
+            BackendConfig::MIN_WEIGHT,
+            BackendConfig::MAX_WEIGHT
+        )))
+    }
+}
+
+impl AdminControl for Proxy {
+    fn add_backend(
+        &self,
+        upstream: String,
+        backend: NewBackend,
+    ) -> ControlFuture<'_, UpstreamStatus> {
+        Box::pin(async move {
+            let target = find(self, &upstream)?;
+            check_weight(backend.weight)?;
+            let address: BackendAddress = backend.address.parse().map_err(|e| {
+                AdminError::BadRequest(format!("address `{}`: {e}", backend.address))
+            })?;
+            let mut config = BackendConfig::new(address);
+            config.weight = backend.weight;
+            config.backup = backend.backup;
+            target.add_backend(&config).map_err(|e| match e {
+                MembershipError::Exists(_) => AdminError::Conflict(e.to_string()),
+                _ => AdminError::BadRequest(e.to_string()),
+            })?;
+            status_of(self, &upstream)
+        })
+    }
+
+    fn update_backend(
+        &self,
+        upstream: String,
+        address: String,
+        update: BackendUpdate,
+    ) -> ControlFuture<'_, UpstreamStatus> {
+        Box::pin(async move {
+            let target = find(self, &upstream)?;
+            let missing =
+                || AdminError::NotFound(format!("no backend `{address}` in `{upstream}`"));
+            if let Some(weight) = update.weight {
+                check_weight(weight)?;
+                if !target.set_weight(&address, weight) {
+                    return Err(missing());
+                }
+            }
+            if let Some(drain) = update.drain
+                && target.set_draining(&address, drain).is_none()
+            {
+                return Err(missing());
+            }
+            status_of(self, &upstream)
+        })
+    }
+
+    fn remove_backend(
+        &self,
+        upstream: String,
+        address: String,
+    ) -> ControlFuture<'_, UpstreamStatus> {
+        Box::pin(async move {
+            let target = find(self, &upstream)?;
+            if !target.remove_backend(&address, REMOVE_GRACE) {
+                return Err(AdminError::NotFound(format!(
+                    "no backend `{address}` in `{upstream}`"
+                )));
+            }
+            status_of(self, &upstream)
+        })
+    }
+}
