@@ -2,8 +2,9 @@
 //! of backends (add, re-weight, drain, remove).
 
 use smartlb_admin::{
-    AdminControl, AdminError, BackendTraffic, BackendUpdate, ControlFuture, NewBackend,
-    TrafficQuery, TrafficReport, TrafficSample, UpstreamStatus, UpstreamTraffic,
+    AdminControl, AdminError, Anomaly, BackendTraffic, BackendUpdate, ControlFuture, ForecastPoint,
+    NewBackend, TrafficQuery, TrafficReport, TrafficSample, UpstreamStatus, UpstreamTraffic,
+    WeightDecision,
 };
 use smartlb_config::{BackendAddress, BackendConfig};
 
@@ -31,10 +32,14 @@ pub(crate) fn traffic(proxy: &Proxy, query: &TrafficQuery) -> TrafficReport {
             .iter()
             .map(|u| {
                 let snapshot = u.traffic(query.samples);
+                let report = u.analysis();
+                let (anomalies, mode) = u.anomalies();
+                let set = u.endpoints();
+                let now = clock::now();
                 UpstreamTraffic {
                     name: u.name().to_string(),
                     tick_ms: 1000,
-                    analysis: "off".to_string(),
+                    analysis: mode.to_string(),
                     total: samples(&snapshot.total.series),
                     backends: snapshot
                         .backends
@@ -42,12 +47,39 @@ pub(crate) fn traffic(proxy: &Proxy, query: &TrafficQuery) -> TrafficReport {
                         .map(|b| BackendTraffic {
                             address: b.backend.clone(),
                             series: samples(&b.series),
-                            weight: None,
+                            weight: report.as_ref().and_then(|r| {
+                                let d = r.weights.iter().find(|d| d.backend == b.backend)?;
+                                let e =
+                                    set.endpoints().iter().find(|e| e.address() == b.backend)?;
+                                Some(WeightDecision {
+                                    configured: e.configured_weight(),
+                                    computed: d.weight,
+                                    applied: e.effective_weight(now),
+                                    reason: d.explain(),
+                                })
+                            }),
                         })
                         .collect(),
-                    forecast: None,
+                    forecast: report.as_ref().and_then(|r| {
+                        Some(ForecastPoint {
+                            at_ms: r.at_ms,
+                            rps: r.forecast.next_rps?,
+                            lower: r.forecast.lower_rps.unwrap_or(0.0),
+                            upper: r.forecast.upper_rps.unwrap_or(0.0),
+                        })
+                    }),
                     forecast_series: Vec::new(),
-                    anomalies: Vec::new(),
+                    anomalies: anomalies
+                        .iter()
+                        .map(|a| Anomaly {
+                            at_ms: a.at_ms,
+                            kind: a.kind.as_str().to_string(),
+                            backend: a.backend.clone(),
+                            message: a.to_string(),
+                            value: Some(a.observed),
+                            expected: Some(a.expected),
+                        })
+                        .collect(),
                 }
             })
             .collect(),

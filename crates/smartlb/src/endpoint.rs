@@ -1,7 +1,7 @@
 //! One backend as the balancer sees it: its service, weight, health and live statistics.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use smartlb_balance::{Endpoints, Nanos, PeakEwma, hash_bytes};
@@ -28,6 +28,8 @@ pub struct Endpoint<S> {
     backup: bool,
     service: S,
     metrics: Option<smartlb_admin::metrics::BackendMetrics>,
+    /// The traffic analysis's capacity factor (f64 bits; 1.0 until the analyser decides).
+    analysis_factor: AtomicU64,
     stats: Arc<BackendStats>,
     health: Arc<BackendHealth>,
     ewma: PeakEwma,
@@ -50,6 +52,7 @@ impl<S> Endpoint<S> {
             backup,
             service,
             metrics: None,
+            analysis_factor: AtomicU64::new(1.0f64.to_bits()),
             stats: Arc::new(BackendStats::new()),
             health,
             ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
@@ -86,6 +89,23 @@ impl<S> Endpoint<S> {
         self.configured_weight.load(Ordering::Relaxed)
     }
 
+    /// The traffic analysis's factor on this endpoint's weight (1.0 = no change).
+    pub fn analysis_factor(&self) -> f64 {
+        f64::from_bits(self.analysis_factor.load(Ordering::Relaxed))
+    }
+
+    /// Sets the traffic analysis's factor (clamped to 0..=1; the weight controller keeps
+    /// a probing minimum itself).
+    pub fn set_analysis_factor(&self, factor: f64) {
+        let factor = if factor.is_finite() {
+            factor.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.analysis_factor
+            .store(factor.to_bits(), Ordering::Relaxed);
+    }
+
     /// Changes the configured weight (the admin API's re-weighting); takes effect at the
     /// next pick.
     pub fn set_configured_weight(&self, weight: u32) {
@@ -117,9 +137,12 @@ impl<S> Endpoint<S> {
         self.ewma.get(now)
     }
 
-    /// The weight the balancer uses at `now`: configured weight × slow-start factor.
+    /// The weight the balancer uses at `now`: configured weight × health and slow-start
+    /// factor × the traffic analysis's capacity factor.
     pub fn effective_weight(&self, now: Nanos) -> f64 {
-        f64::from(self.configured_weight()) * self.health.weight_factor(now)
+        f64::from(self.configured_weight())
+            * self.health.weight_factor(now)
+            * self.analysis_factor()
     }
 
     /// The state reported to operators.

@@ -38,3 +38,24 @@ pub(crate) fn check_options(config: &UpstreamConfig) -> Option<CheckConfig> {
         ..CheckConfig::default()
     })
 }
+
+/// The traffic analyser for an upstream's `[upstream.analysis]` table.
+pub(crate) fn analyzer(config: &UpstreamConfig) -> smartlb_traffic::analysis::Analyzer {
+    use smartlb_traffic::analysis::{AnalyzerConfig, WeightMode};
+    let mut cfg = AnalyzerConfig {
+        tick: config.analysis.tick,
+        season: config.analysis.season,
+        ..AnalyzerConfig::default()
+    };
+    // A proxy sees a backend turn slow within seconds of start-up: judge after a few
+    // ticks of history, and judge backends that finished only a handful of requests
+    // (a penalised backend keeps only its probing share).
+    cfg.anomalies.warmup_ticks = 5;
+    cfg.anomalies.min_requests = 1;
+    cfg.weights.max_weight_change = config.analysis.max_weight_change;
+    cfg.weights.mode = match config.analysis.mode {
+        smartlb_config::AnalysisMode::Enforce => WeightMode::Enforce,
+        smartlb_config::AnalysisMode::Shadow => WeightMode::Shadow,
+    };
+    smartlb_traffic::analysis::Analyzer::new(cfg)
+}

@@ -90,6 +90,19 @@ struct Inner {
     client_options: ClientOptions,
     /// Serialises membership changes (admin API); never taken on the request path.
     membership: Mutex<()>,
+    /// Forecasting, anomaly detection and the weight controller (`analysis.enabled`);
+    /// run by the statistics tick, never on the request path.
+    analysis: Option<Mutex<Analysis>>,
+}
+
+/// The analyser of one upstream and what its last tick decided.
+#[derive(Debug)]
+struct Analysis {
+    analyzer: smartlb_traffic::analysis::Analyzer,
+    /// Whether decisions change the weights the balancer reads (`enforce` mode with the
+    /// `adaptive` algorithm); otherwise they are computed and reported only.
+    apply: bool,
+    last: Option<smartlb_traffic::analysis::TickReport>,
 }
 
 impl Upstream {
@@ -170,6 +183,14 @@ impl Upstream {
                 budget,
                 client_options,
                 membership: Mutex::new(()),
+                analysis: config.analysis.enabled.then(|| {
+                    Mutex::new(Analysis {
+                        analyzer: crate::health_options::analyzer(config),
+                        apply: config.analysis.mode == smartlb_config::AnalysisMode::Enforce
+                            && algorithm == Algorithm::Adaptive,
+                        last: None,
+                    })
+                }),
             }),
         })
     }
@@ -223,6 +244,7 @@ impl Upstream {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .tick(now);
+        self.analyse(now);
         for endpoint in self.endpoints().endpoints() {
             note(&self.inner, endpoint, endpoint.health().poll(now));
             if let Some(metrics) = endpoint.metrics() {
@@ -231,6 +253,115 @@ impl Upstream {
                 metrics.set_in_flight(endpoint.stats().in_flight());
             }
         }
+    }
+
+    /// One analysis tick: forecast, anomalies (logged once and counted), and the weight
+    /// controller's decisions (applied when enforced for `adaptive`).
+    fn analyse(&self, now: smartlb_balance::Nanos) {
+        use smartlb_traffic::analysis::BackendInput;
+        let Some(analysis) = &self.inner.analysis else {
+            return;
+        };
+        let set = self.endpoints();
+        let (total_rps, samples): (f64, Vec<_>) = {
+            let series = self
+                .inner
+                .series
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let total = series.total_samples().last().map_or(0.0, |s| s.rps);
+            let samples = set
+                .endpoints()
+                .iter()
+                .filter_map(|e| {
+                    series
+                        .backend_samples(e.address())
+                        .and_then(|r| r.last().cloned())
+                        .map(|s| (e.clone(), s))
+                })
+                .collect();
+            (total, samples)
+        };
+        let inputs: Vec<BackendInput<'_>> = samples
+            .iter()
+            .map(|(e, sample)| {
+                BackendInput::from_sample(
+                    e.address(),
+                    sample,
+                    f64::from(e.configured_weight()),
+                    e.health().is_available(now),
+                    e.health().weight_factor(now),
+                )
+            })
+            .collect();
+        let mut analysis = analysis.lock().unwrap_or_else(PoisonError::into_inner);
+        let report = analysis.analyzer.tick(now, total_rps, &inputs);
+        for anomaly in &report.anomalies {
+            tracing::warn!(upstream = %self.inner.name, kind = anomaly.kind.as_str(), "traffic anomaly: {anomaly}");
+            self.inner.metrics.anomaly(anomaly.kind.as_str());
+        }
+        if let Some(next) = report.forecast.next_rps {
+            self.inner.metrics.forecast_rps(next);
+        }
+        for decision in &report.weights {
+            let Some(endpoint) = set
+                .endpoints()
+                .iter()
+                .find(|e| e.address() == decision.backend)
+            else {
+                continue;
+            };
+            let factor = if analysis.apply { decision.factor } else { 1.0 };
+            if (endpoint.analysis_factor() - factor).abs() > 0.01 {
+                tracing::info!(
+                    upstream = %self.inner.name,
+                    backend = endpoint.address(),
+                    applied = analysis.apply,
+                    "{}",
+                    decision.explain()
+                );
+            }
+            endpoint.set_analysis_factor(factor);
+            if analysis.apply && decision.prewarm > 0 {
+                let client = endpoint.service().clone();
+                let n = decision.prewarm as usize;
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move {
+                        let _ = client.prewarm(n).await;
+                    });
+                }
+            }
+        }
+        analysis.last = Some(report);
+    }
+
+    /// The last analysis tick's report: forecast, anomalies of that tick, weight decisions.
+    pub fn analysis(&self) -> Option<smartlb_traffic::analysis::TickReport> {
+        let analysis = self.inner.analysis.as_ref()?;
+        analysis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last
+            .clone()
+    }
+
+    /// Recent anomalies (oldest first) and the analysis mode (`enforce`, `shadow` or `off`).
+    pub fn anomalies(&self) -> (Vec<smartlb_traffic::analysis::Anomaly>, &'static str) {
+        let Some(analysis) = &self.inner.analysis else {
+            return (Vec::new(), "off");
+        };
+        let analysis = analysis.lock().unwrap_or_else(PoisonError::into_inner);
+        let mode = if analysis.apply { "enforce" } else { "shadow" };
+        (
+            analysis
+                .analyzer
+                .detector()
+                .recent()
+                .iter()
+                .cloned()
+                .collect(),
+            mode,
+        )
     }
 
     /// The per-second series of every backend and of the whole upstream, at most

@@ -1,0 +1,69 @@
+//! Traffic analysis in the running proxy: a backend that turns slow mid-run loses its
+//! share under `adaptive` (not under round-robin), and the latency anomaly is reported
+//! in the traffic API.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use smartlb_demo::{Latency, LoadGenerator, LoadOptions};
+
+/// Runs load through `algorithm`, slows backend `c` to 300 ms after 6 s (past the
+/// analyser's warm-up), and returns c's share of the answers from 4 s to 10 s after the
+/// change, with the proxy's traffic document.
+async fn slow_backend_share(algorithm: &str) -> (f64, serde_json::Value) {
+    let a = backend("a", 2).await;
+    let b = backend("b", 2).await;
+    let c = backend("c", 2).await;
+    let running = start_proxy(&one_upstream(
+        algorithm,
+        &[(a.addr(), 1), (b.addr(), 1), (c.addr(), 1)],
+        "",
+    ))
+    .await;
+    let load = LoadGenerator::start(
+        proxy_addr(&running),
+        LoadOptions::default().with_rate(150.0).with_concurrency(64),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    c.set_latency(Latency::fixed(Duration::from_millis(300)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _ = load.take_interval();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let window = load.take_interval();
+    let share = window.share("c");
+    let client = client();
+    let traffic = get(&client, running.admin_addr(), "/api/v1/traffic").await;
+    let json: serde_json::Value = serde_json::from_slice(&traffic.body).unwrap();
+    let totals = load.stop().await;
+    assert_eq!(totals.errors, 0, "{totals:?}");
+    stop(running).await;
+    (share, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_moves_load_off_a_backend_that_slows_down() {
+    let (share, traffic) = slow_backend_share("adaptive").await;
+    assert!(
+        share < 0.15,
+        "the slow backend kept {share:.3} of the traffic"
+    );
+    let anomalies = traffic["upstreams"][0]["anomalies"].as_array().unwrap();
+    assert!(
+        anomalies.iter().any(|a| a["kind"] == "latency"),
+        "no latency anomaly reported: {anomalies:?}"
+    );
+    assert_eq!(traffic["upstreams"][0]["analysis"], "enforce");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_keeps_sending_a_third() {
+    let (share, _) = slow_backend_share("round-robin").await;
+    assert!(
+        (0.25..0.42).contains(&share),
+        "round-robin gave the slow backend {share:.3}"
+    );
+}
