@@ -101,8 +101,8 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => {
-            let config = match smartlb::config::load_file(&config) {
+        Command::Run { config: path } => {
+            let config = match smartlb::config::load_file(&path) {
                 Ok(config) => config,
                 Err(errors) => {
                     eprintln!("{errors}");
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(async {
-                match smartlb::run(&config, smartlb::runtime::shutdown_signal()).await {
+                match smartlb::run_file(&config, &path, smartlb::runtime::shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(error) => {
                         eprintln!("smartlb: {}", smartlb::error_chain(&error));

@@ -161,6 +161,18 @@ impl AdminControl for Proxy {
         })
     }
 
+    fn reload(&self) -> ControlFuture<'_, smartlb_admin::ReloadReport> {
+        Box::pin(async move {
+            match Proxy::reload(self) {
+                Ok(changes) => Ok(smartlb_admin::ReloadReport { changes }),
+                Err(crate::reload::ReloadError::NoSource) => Err(AdminError::Conflict(
+                    "the proxy was not started from a configuration file".into(),
+                )),
+                Err(error) => Err(AdminError::BadRequest(error.to_string())),
+            }
+        })
+    }
+
     fn remove_backend(
         &self,
         upstream: String,
@@ -168,6 +180,16 @@ impl AdminControl for Proxy {
     ) -> ControlFuture<'_, UpstreamStatus> {
         Box::pin(async move {
             let target = find(self, &upstream)?;
+            let set = target.endpoints();
+            let primaries = set.endpoints().iter().filter(|e| !e.is_backup()).count();
+            if let Some(endpoint) = set.endpoints().iter().find(|e| e.address() == address)
+                && !endpoint.is_backup()
+                && primaries == 1
+            {
+                return Err(AdminError::Conflict(format!(
+                    "`{address}` is the last primary backend of `{upstream}`; add another first"
+                )));
+            }
             if !target.remove_backend(&address, REMOVE_GRACE) {
                 return Err(AdminError::NotFound(format!(
                     "no backend `{address}` in `{upstream}`"

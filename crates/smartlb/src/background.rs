@@ -87,6 +87,25 @@ pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHa
 struct Publish(Upstream);
 
 impl CheckObserver for Publish {
+    fn on_check(&self, target: &CheckTarget, outcome: &smartlb_health::CheckOutcome) {
+        use smartlb_admin::metrics::CheckResult;
+        let result = match outcome {
+            smartlb_health::CheckOutcome::Passed { .. } => CheckResult::Success,
+            smartlb_health::CheckOutcome::Timeout => CheckResult::Timeout,
+            _ => CheckResult::Failure,
+        };
+        let set = self.0.endpoints();
+        match set
+            .endpoints()
+            .iter()
+            .find(|e| e.address() == target.host)
+            .and_then(|e| e.metrics())
+        {
+            Some(metrics) => metrics.health_check(result),
+            None => smartlb_admin::metrics::health_check(self.0.name(), &target.host, result),
+        }
+    }
+
     fn on_transition(&self, target: &CheckTarget, transition: &Transition) {
         self.0.publish(&target.host, transition);
     }

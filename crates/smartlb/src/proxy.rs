@@ -34,6 +34,7 @@ struct Inner {
     upstreams: Vec<Upstream>,
     access_log: bool,
     started: Instant,
+    source: crate::reload::Source,
 }
 
 impl Proxy {
@@ -70,8 +71,20 @@ impl Proxy {
                 upstreams,
                 access_log,
                 started: Instant::now(),
+                source: crate::reload::Source::new(),
             }),
         })
+    }
+
+    /// Remembers the file this proxy was started from, for [`Proxy::reload`]. Only the
+    /// first call has an effect.
+    pub fn set_config_source(&self, path: impl Into<std::path::PathBuf>) {
+        let _ = self.inner.source.set(path.into());
+    }
+
+    /// The file this proxy reloads from.
+    pub fn config_source(&self) -> Option<std::path::PathBuf> {
+        self.inner.source.get().cloned()
     }
 
     /// The upstreams, in configuration order.

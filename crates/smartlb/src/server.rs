@@ -203,3 +203,20 @@ impl Running {
 pub async fn run(config: &Config, signal: impl Future<Output = ()>) -> Result<(), RunError> {
     start(config).await?.run_until(signal).await
 }
+
+/// Runs the proxy configured by the file at `path` until `signal` resolves, reloading the
+/// file on SIGHUP and on `POST /api/v1/reload`.
+///
+/// # Errors
+///
+/// See [`start`] and [`Running::shutdown`].
+pub async fn run_file(
+    config: &Config,
+    path: &std::path::Path,
+    signal: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let running = start(config).await?;
+    running.proxy().set_config_source(path);
+    crate::reload::spawn_sighup(running.proxy().clone());
+    running.run_until(signal).await
+}
