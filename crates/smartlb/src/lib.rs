@@ -52,6 +52,7 @@ mod background;
 pub mod balance;
 pub mod clock;
 pub mod demo;
+mod discovery;
 mod endpoint;
 mod error;
 mod health_options;

@@ -51,13 +51,18 @@ pub fn server_options(config: &Config) -> ServerOptions {
 pub async fn start(config: &Config) -> Result<Running, RunError> {
     // Install the recorder before any backend creates its metric handles.
     let _ = metrics_handle();
+    let (config, sources) = crate::discovery::resolve(config).await?;
+    let config = &config;
     let proxy = Proxy::from_config(config)?;
+    let followers = crate::discovery::follow(&proxy, sources);
     let mut listeners = Vec::with_capacity(config.server.listen.len());
     for &address in &config.server.listen {
         listeners.push(bind(address).await?);
     }
     let admin_listener = bind(config.admin.listen).await?;
-    start_with(proxy, config, listeners, admin_listener)
+    let mut running = start_with(proxy, config, listeners, admin_listener)?;
+    running.background.extend(followers);
+    Ok(running)
 }
 
 /// Like [`start`], over a proxy and listeners the caller made.
