@@ -102,6 +102,31 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config: path } => {
+            let source = path.to_string_lossy().into_owned();
+            if source.starts_with("etcd://") {
+                let runtime = match smartlb::runtime::build(0) {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        eprintln!("smartlb: cannot start the runtime: {error}");
+                        return ExitCode::from(1);
+                    }
+                };
+                // Logging from the environment until the configuration is read.
+                let _ = smartlb::logging::init(&smartlb::config::LogConfig::default());
+                return runtime.block_on(async {
+                    match smartlb::run_etcd(&source, smartlb::runtime::shutdown_signal()).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(error @ smartlb::EtcdConfigError::Invalid(_)) => {
+                            eprintln!("smartlb: {error}");
+                            ExitCode::from(2)
+                        }
+                        Err(error) => {
+                            eprintln!("smartlb: {}", smartlb::error_chain(&error));
+                            ExitCode::from(1)
+                        }
+                    }
+                });
+            }
             let config = match smartlb::config::load_file(&path) {
                 Ok(config) => config,
                 Err(errors) => {

@@ -41,7 +41,7 @@
 //! struct Idle;
 //! impl AdminSource for Idle {
 //!     fn status(&self) -> StatusReport {
-//!         StatusReport { version: "0.1.0".into(), uptime_seconds: 0.0, upstreams: vec![] }
+//!         StatusReport { version: "0.1.0".into(), uptime_seconds: 0.0, config: None, upstreams: vec![] }
 //!     }
 //!     fn ready(&self) -> bool { true }
 //! }
@@ -78,7 +78,7 @@ pub use control::{
     AdminControl, AdminError, BackendUpdate, ControlFuture, NewBackend, ReloadReport,
 };
 pub use server::{AdminServer, SetupError, serve};
-pub use status::{AdminSource, BackendStatus, StatusReport, UpstreamStatus};
+pub use status::{AdminSource, BackendStatus, ConfigVersion, StatusReport, UpstreamStatus};
 pub use traffic::{
     Anomaly, BackendTraffic, ForecastPoint, TrafficQuery, TrafficReport, TrafficSample,
     UpstreamTraffic, WeightDecision,

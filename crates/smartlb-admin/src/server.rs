@@ -52,7 +52,7 @@ pub enum SetupError {
 /// # struct Idle;
 /// # impl AdminSource for Idle {
 /// #     fn status(&self) -> StatusReport {
-/// #         StatusReport { version: "0".into(), uptime_seconds: 0.0, upstreams: vec![] }
+/// #         StatusReport { version: "0".into(), uptime_seconds: 0.0, config: None, upstreams: vec![] }
 /// #     }
 /// #     fn ready(&self) -> bool { true }
 /// # }
@@ -664,6 +664,7 @@ mod tests {
                 crate::StatusReport {
                     version: String::new(),
                     uptime_seconds: 0.0,
+                    config: None,
                     upstreams: vec![],
                 }
             }

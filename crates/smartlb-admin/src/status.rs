@@ -33,6 +33,10 @@ pub struct StatusReport {
     pub version: String,
     /// Seconds since the proxy started.
     pub uptime_seconds: f64,
+    /// Which configuration the proxy runs: where it came from and, for an etcd key, the
+    /// revision applied last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigVersion>,
     /// Every upstream, in configuration order.
     pub upstreams: Vec<UpstreamStatus>,
 }
@@ -71,4 +75,18 @@ pub struct BackendStatus {
     pub latency_ewma_ms: f64,
     /// 99th percentile latency over the recent window, in milliseconds.
     pub latency_p99_ms: f64,
+}
+
+/// The configuration a proxy runs, in a [`StatusReport`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ConfigVersion {
+    /// The file path or `etcd://HOST:PORT/KEY` the configuration came from.
+    pub source: String,
+    /// The etcd revision of the configuration applied last (absent for files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Versions applied since start (the first load included).
+    pub applied: u64,
+    /// Versions refused because they were invalid.
+    pub rejected: u64,
 }

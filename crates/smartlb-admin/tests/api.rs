@@ -118,6 +118,7 @@ async fn default_traffic_is_empty() {
             StatusReport {
                 version: "1".into(),
                 uptime_seconds: 0.0,
+                config: None,
                 upstreams: vec![],
             }
         }

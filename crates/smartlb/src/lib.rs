@@ -70,7 +70,7 @@ pub use balance::{Balance, BalanceError};
 pub use endpoint::Endpoint;
 pub use error::{BuildError, RunError};
 pub use proxy::Proxy;
-pub use reload::ReloadError;
+pub use reload::{EtcdConfigError, ReloadError, run_etcd};
 pub use retry::{RetryPolicy, is_idempotent};
 pub use router::Router;
 pub use server::{Running, run, run_file, server_options, start, start_with};

@@ -35,6 +35,7 @@ struct Inner {
     access_log: bool,
     started: Instant,
     source: crate::reload::Source,
+    version: std::sync::Mutex<Option<smartlb_admin::ConfigVersion>>,
 }
 
 impl Proxy {
@@ -72,6 +73,7 @@ impl Proxy {
                 access_log,
                 started: Instant::now(),
                 source: crate::reload::Source::new(),
+                version: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -79,7 +81,32 @@ impl Proxy {
     /// Remembers the file this proxy was started from, for [`Proxy::reload`]. Only the
     /// first call has an effect.
     pub fn set_config_source(&self, path: impl Into<std::path::PathBuf>) {
-        let _ = self.inner.source.set(path.into());
+        let path = path.into();
+        self.record_version(&path.display().to_string(), None, true);
+        let _ = self.inner.source.set(path);
+    }
+
+    /// Records a configuration version applied (`applied`) or refused, for the status API.
+    pub fn record_version(&self, source: &str, revision: Option<i64>, applied: bool) {
+        let mut version = self
+            .inner
+            .version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = version.get_or_insert_with(|| smartlb_admin::ConfigVersion {
+            source: source.to_string(),
+            revision: None,
+            applied: 0,
+            rejected: 0,
+        });
+        if applied {
+            v.applied += 1;
+            if revision.is_some() {
+                v.revision = revision;
+            }
+        } else {
+            v.rejected += 1;
+        }
     }
 
     /// The file this proxy reloads from.
@@ -131,6 +158,12 @@ impl Proxy {
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime_seconds: self.inner.started.elapsed().as_secs_f64(),
+            config: self
+                .inner
+                .version
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
             upstreams: self
                 .inner
                 .upstreams

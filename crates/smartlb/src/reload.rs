@@ -57,6 +57,7 @@ impl Proxy {
             Ok(config) => {
                 let changes = self.apply(&config);
                 config_reload(ReloadResult::Success);
+                self.record_version(&path.display().to_string(), None, true);
                 tracing::info!(file = %path.display(), changes = changes.len(), "configuration reloaded");
                 for change in &changes {
                     tracing::info!(file = %path.display(), "reload: {change}");
@@ -65,6 +66,7 @@ impl Proxy {
             }
             Err(errors) => {
                 config_reload(ReloadResult::Failure);
+                self.record_version(&path.display().to_string(), None, false);
                 tracing::error!(file = %path.display(), "configuration reload refused, keeping the running one:\n{errors}");
                 Err(ReloadError::Invalid(errors))
             }
@@ -166,3 +168,86 @@ pub(crate) fn spawn_sighup(proxy: Proxy) {
 
 /// The path a proxy reloads from.
 pub(crate) type Source = std::sync::OnceLock<PathBuf>;
+
+/// Runs the proxy whose whole configuration is the etcd key of `url`
+/// (`etcd://HOST:PORT/KEY`) until `signal` resolves. Each new version of the key is
+/// validated and applied like a reload, or refused (and the running one kept); the
+/// status API reports the revision applied last.
+///
+/// # Errors
+///
+/// The URL is not an etcd key, no version arrives within 10 s, the first version is
+/// invalid, or see [`crate::start`].
+pub async fn run_etcd(
+    url: &str,
+    signal: impl std::future::Future<Output = ()>,
+) -> Result<(), EtcdConfigError> {
+    let key: smartlb_discovery::EtcdConfigKey = url
+        .parse()
+        .map_err(|e: smartlb_discovery::DiscoveryError| EtcdConfigError::Source(e.to_string()))?;
+    let mut watch = smartlb_discovery::watch_config_key(&key)
+        .map_err(|e| EtcdConfigError::Source(e.to_string()))?;
+    let first =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), watch.changed()).await {
+            Ok(Some(doc)) => doc,
+            _ => {
+                let why = watch
+                    .status()
+                    .last_error
+                    .unwrap_or_else(|| "no answer".into());
+                return Err(EtcdConfigError::Source(format!(
+                    "no configuration at {url} within 10s: {why}"
+                )));
+            }
+        };
+    let env = |name: &str| std::env::var(name).ok();
+    let config =
+        smartlb_config::parse_str(&first.text, url, &env).map_err(EtcdConfigError::Invalid)?;
+    let running = crate::start(&config).await.map_err(EtcdConfigError::Run)?;
+    let proxy = running.proxy().clone();
+    proxy.record_version(url, Some(first.revision), true);
+    tracing::info!(
+        source = url,
+        revision = first.revision,
+        "configuration loaded from etcd"
+    );
+    let source = url.to_string();
+    let follower = tokio::spawn(async move {
+        while let Some(doc) = watch.changed().await {
+            match smartlb_config::parse_str(&doc.text, &source, &env) {
+                Ok(config) => {
+                    let changes = proxy.apply(&config);
+                    config_reload(ReloadResult::Success);
+                    proxy.record_version(&source, Some(doc.revision), true);
+                    tracing::info!(%source, revision = doc.revision, changes = changes.len(), "configuration version applied");
+                    for change in &changes {
+                        tracing::info!(%source, "reload: {change}");
+                    }
+                }
+                Err(errors) => {
+                    config_reload(ReloadResult::Failure);
+                    proxy.record_version(&source, Some(doc.revision), false);
+                    tracing::error!(%source, revision = doc.revision, "configuration version refused, keeping the running one:\n{errors}");
+                }
+            }
+        }
+    });
+    let result = running.run_until(signal).await;
+    follower.abort();
+    result.map_err(EtcdConfigError::Run)
+}
+
+/// Why `smartlb run --config etcd://...` could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EtcdConfigError {
+    /// The key could not be read.
+    #[error("{0}")]
+    Source(String),
+    /// The first version is invalid.
+    #[error("the configuration in etcd is invalid:\n{0}")]
+    Invalid(smartlb_config::ConfigErrors),
+    /// The proxy could not run.
+    #[error("the configuration cannot be served")]
+    Run(#[source] crate::RunError),
+}

@@ -107,6 +107,7 @@ impl AdminSource for Fake {
         StatusReport {
             version: "9.9.9".into(),
             uptime_seconds: 1.5 + poll as f64,
+            config: None,
             upstreams,
         }
     }
