@@ -146,7 +146,7 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
     .with_max_events(8);
     let footer = vec![
         format!("proxy   http://{proxy_addr}/   (algorithm: adaptive; try curl)"),
-        format!("status  http://{admin_addr}/api/v1/status"),
+        format!("dashboard http://{admin_addr}/   (status: /api/v1/status, metrics: /metrics)"),
         "Ctrl-C to stop".to_string(),
     ];
 

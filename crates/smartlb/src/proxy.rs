@@ -133,22 +133,48 @@ impl Proxy {
         let Some(upstream) = self.inner.router.route(&req) else {
             return smartlb_proxy::error_response(StatusCode::NOT_FOUND, "no-route");
         };
+        let mut req = req;
+        let request_id = request_id(&mut req);
         if !self.inner.access_log {
-            return upstream.forward(req).await;
+            let mut resp = upstream.forward(req).await;
+            resp.headers_mut().insert(X_REQUEST_ID, request_id);
+            return resp;
         }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_owned();
+        let client = req
+            .extensions()
+            .get::<smartlb_proxy::ClientInfo>()
+            .map(|c| c.remote.to_string())
+            .unwrap_or_default();
         let upstream = upstream.clone();
-        let resp = upstream.forward(req).await;
+        let mut resp = upstream.forward(req).await;
+        let bytes = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         tracing::info!(
             target: "smartlb::access",
+            client,
             %method,
+            host,
             path,
             status = resp.status().as_u16(),
             upstream = upstream.name(),
+            bytes,
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
+            request_id = request_id.to_str().unwrap_or(""),
         );
+        resp.headers_mut().insert(X_REQUEST_ID, request_id);
         resp
     }
 
@@ -211,6 +237,31 @@ impl Proxy {
                 .any(|e| e.health().is_available(now))
         })
     }
+}
+
+/// The request id header: kept when the client sent one, generated otherwise, forwarded
+/// to the backend and returned to the client.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The request's id: the client's `x-request-id` when it sent a usable one, else a new
+/// random one (16 hex digits) set on the request.
+fn request_id<B>(req: &mut Request<B>) -> http::HeaderValue {
+    if let Some(id) = req.headers().get(&X_REQUEST_ID)
+        && !id.is_empty()
+        && id.len() <= 128
+    {
+        return id.clone();
+    }
+    let n = crate::set::with_rng(smartlb_balance::Rng::next_u64);
+    let mut buf = [0u8; 16];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    let id =
+        http::HeaderValue::from_bytes(&buf).unwrap_or_else(|_| http::HeaderValue::from_static("0"));
+    req.headers_mut().insert(X_REQUEST_ID, id.clone());
+    id
 }
 
 impl AdminSource for Proxy {
