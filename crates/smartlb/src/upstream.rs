@@ -821,6 +821,14 @@ async fn try_once(
                 endpoint
                     .stats()
                     .record(Outcome::Failure(FailureKind::ServerError), latency);
+                // `p2c-ewma` is the naive reference (as tower's peak-EWMA): it times every
+                // response, so a backend answering fast 5xx looks fast. `adaptive` counts a
+                // failure as slow, so fast failures never attract traffic.
+                if inner.set.load().algorithm() == Algorithm::Adaptive {
+                    endpoint.observe_latency(latency.max(crate::endpoint::FAILURE_LATENCY), done);
+                } else {
+                    endpoint.observe_latency(latency, done);
+                }
                 note(
                     inner,
                     endpoint,

@@ -67,3 +67,46 @@ async fn round_robin_keeps_sending_a_third() {
         "round-robin gave the slow backend {share:.3}"
     );
 }
+
+/// Runs load through `algorithm` over three backends, one of which answers every request
+/// at once with 503 (no outlier ejection, no retries, so only the algorithm decides), and
+/// returns that backend's share of the answers over the last 3 s of a 5 s run.
+async fn fast_failing_share(algorithm: &str) -> f64 {
+    let a = backend("a", 5).await;
+    let b = backend("b", 5).await;
+    let c = backend("c", 0).await;
+    c.set_error_rate(1.0).unwrap();
+    let running = start_proxy(&one_upstream(
+        algorithm,
+        &[(a.addr(), 1), (b.addr(), 1), (c.addr(), 1)],
+        "[upstream.outlier]\nmax_ejection_percent = 0\n[upstream.retry]\nattempts = 0\n",
+    ))
+    .await;
+    let load = LoadGenerator::start(
+        proxy_addr(&running),
+        LoadOptions::default().with_rate(150.0).with_concurrency(64),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = load.take_interval();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let share = load.take_interval().share("c");
+    let _ = load.stop().await;
+    stop(running).await;
+    share
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_503s_lower_a_share_under_adaptive_and_raise_it_under_naive_peak_ewma() {
+    let adaptive = fast_failing_share("adaptive").await;
+    let naive = fast_failing_share("p2c-ewma").await;
+    eprintln!("share of the fast-failing backend: adaptive {adaptive:.3}, p2c-ewma {naive:.3}");
+    assert!(
+        adaptive < 0.15,
+        "adaptive gave the failing backend {adaptive:.3}"
+    );
+    assert!(
+        naive > 0.4,
+        "p2c-ewma gave the failing backend only {naive:.3}"
+    );
+}
