@@ -2,7 +2,6 @@
 //! Nothing here is on the request path.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use smartlb_health::{CheckObserver, CheckTarget, HealthChecker, Transition};
 use tokio::sync::watch;
@@ -11,9 +10,6 @@ use tokio::task::JoinHandle;
 use crate::clock;
 use crate::proxy::Proxy;
 use crate::upstream::Upstream;
-
-/// How often statistics advance and time-driven health changes are reported.
-const TICK: Duration = Duration::from_secs(1);
 
 /// Starts, per upstream, a task that owns its backends' health checkers and ticks its
 /// statistics every second; each task ends when `stopped` turns `true`.
@@ -67,7 +63,7 @@ pub(crate) fn spawn(proxy: &Proxy, stopped: watch::Receiver<bool>) -> Vec<JoinHa
                         }
                     },
                 };
-                let mut ticker = tokio::time::interval(TICK);
+                let mut ticker = tokio::time::interval(upstream.tick_interval());
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {

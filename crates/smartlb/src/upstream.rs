@@ -90,6 +90,8 @@ struct Inner {
     client_options: ClientOptions,
     /// Serialises membership changes (admin API); never taken on the request path.
     membership: Mutex<()>,
+    /// How often the statistics and the analysis advance (`analysis.tick`).
+    tick: std::time::Duration,
     /// Forecasting, anomaly detection and the weight controller (`analysis.enabled`);
     /// run by the statistics tick, never on the request path.
     analysis: Option<Mutex<Analysis>>,
@@ -183,6 +185,7 @@ impl Upstream {
                 budget,
                 client_options,
                 membership: Mutex::new(()),
+                tick: config.analysis.tick,
                 analysis: config.analysis.enabled.then(|| {
                     Mutex::new(Analysis {
                         analyzer: crate::health_options::analyzer(config),
@@ -229,6 +232,11 @@ impl Upstream {
     /// Publishes a transition already logged elsewhere (by the active checker).
     pub(crate) fn publish(&self, backend: &str, transition: &Transition) {
         publish(&self.inner, backend, transition);
+    }
+
+    /// How often the statistics and the analysis advance (`analysis.tick`).
+    pub fn tick_interval(&self) -> std::time::Duration {
+        self.inner.tick
     }
 
     /// The active health check options, when `[upstream.health]` is configured.
