@@ -97,6 +97,11 @@ impl ProxyError {
         Self::new(Kind::Reset, false).with_source(source)
     }
 
+    /// A future used against its contract (polled after it completed).
+    pub(crate) fn misuse(msg: &'static str) -> Self {
+        Self::new(Kind::Reset, false).with_source(msg)
+    }
+
     pub(crate) fn bad_request(msg: &'static str) -> Self {
         Self::new(Kind::BadRequest, false).with_source(msg)
     }

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{
-    CONNECTION, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
+    CONNECTION, COOKIE, Entry, HOST, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VIA,
 };
 use http::uri::Uri;
@@ -59,23 +59,44 @@ pub struct Stripped {
 /// `Connection: upgrade` itself. `Host` is never removed, even when `Connection`
 /// names it.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> Stripped {
-    let mut found = Stripped::default();
-    // One pass over the names finds what to remove; most messages carry none of
-    // these, and then nothing else is looked up.
+    let present = hop_by_hop_present(headers);
+    strip_present(headers, present, keep_upgrade)
+}
+
+/// Which of the fixed hop-by-hop headers `headers` holds, as bits: one pass over the
+/// names, so that the (usually few or none) present ones are the only ones looked
+/// up.
+fn hop_by_hop_present(headers: &HeaderMap) -> u16 {
     let mut present = 0u16;
     for name in headers.keys() {
         present |= hop_by_hop_bit(name);
     }
+    present
+}
+
+/// [`strip_hop_by_hop`] once the headers present are known.
+fn strip_present(headers: &mut HeaderMap, present: u16, keep_upgrade: bool) -> Stripped {
+    let mut found = Stripped::default();
     if present == 0 {
         return found;
     }
-    if present & HOP_CONNECTION != 0 {
-        let mut values = headers.get_all(CONNECTION).iter();
+    if present & HOP_CONNECTION != 0
+        && let Entry::Occupied(entry) = headers.entry(CONNECTION)
+    {
+        let (_, mut values) = entry.remove_entry_mult();
         // One `Connection` line is the common case: no allocation for it.
-        let first = values.next().cloned();
-        let rest: Vec<HeaderValue> = values.cloned().collect();
-        headers.remove(CONNECTION);
+        let first = values.next();
+        let rest: Vec<HeaderValue> = values.collect();
         for value in first.iter().chain(rest.iter()) {
+            // The usual values name no other header: no tokenizing for them.
+            let bytes = value.as_bytes();
+            if bytes.eq_ignore_ascii_case(b"keep-alive") {
+                continue;
+            }
+            if bytes.eq_ignore_ascii_case(b"close") {
+                found.close = true;
+                continue;
+            }
             for token in tokens(value) {
                 if token.eq_ignore_ascii_case("close") {
                     found.close = true;
@@ -213,7 +234,11 @@ pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
     if is_prepared(req) {
         return;
     }
-    let upgrade = is_upgrade_request(req);
+    let present = hop_by_hop_present(req.headers());
+    // An upgrade needs both `Upgrade` and `Connection`: most requests are ruled out
+    // by the scan alone.
+    let upgrade =
+        present & HOP_UPGRADE != 0 && present & HOP_CONNECTION != 0 && is_upgrade_request(req);
     let version = req.version();
     let forwarded_host = match req.headers().get(HOST) {
         Some(host) => Some(host.clone()),
@@ -223,7 +248,7 @@ pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let headers = req.headers_mut();
-    strip_hop_by_hop(headers, upgrade);
+    strip_present(headers, present, upgrade);
     // Room for the headers added below, so the map grows at most once.
     headers.reserve(5);
     if upgrade {
@@ -253,6 +278,50 @@ pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
 /// Appends `ip` to `X-Forwarded-For`, folding existing lines into one list.
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     let ip = ip.to_canonical();
+    match headers.entry(X_FORWARDED_FOR) {
+        http::header::Entry::Vacant(slot) => {
+            // The common case: the client sent none. An IPv4 address is written
+            // without the formatting machinery.
+            let value = match ip {
+                IpAddr::V4(v4) => {
+                    let mut buf = [0u8; 15];
+                    let len = write_ipv4(&mut buf, v4.octets());
+                    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&buf[..len]))
+                }
+                IpAddr::V6(v6) => HeaderValue::from_maybe_shared(Bytes::from(v6.to_string())),
+            };
+            if let Ok(v) = value {
+                slot.insert(v);
+            }
+        }
+        http::header::Entry::Occupied(_) => append_forwarded_for_slow(headers, ip),
+    }
+}
+
+/// Writes the dotted-decimal form of an IPv4 address; returns its length.
+fn write_ipv4(buf: &mut [u8; 15], octets: [u8; 4]) -> usize {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    len
+}
+
+/// [`append_forwarded_for`] when the request already carries the header.
+fn append_forwarded_for_slow(headers: &mut HeaderMap, ip: IpAddr) {
     let mut value = String::new();
     for existing in headers.get_all(X_FORWARDED_FOR) {
         if let Ok(s) = existing.to_str() {
@@ -508,6 +577,22 @@ mod tests {
         let mut req = get(&[("host", "a")]);
         prepare_request(&mut req, &info);
         assert_eq!(req.headers()["x-forwarded-for"], "2001:db8::1");
+    }
+
+    #[test]
+    fn ipv4_is_written_in_dotted_decimal() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "255.255.255.255",
+            "127.0.0.1",
+            "1.20.201.5",
+        ] {
+            let addr: std::net::Ipv4Addr = ip.parse().unwrap();
+            let mut buf = [0u8; 15];
+            let len = write_ipv4(&mut buf, addr.octets());
+            assert_eq!(&buf[..len], ip.as_bytes());
+        }
     }
 
     #[test]

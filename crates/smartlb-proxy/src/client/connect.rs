@@ -10,8 +10,25 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::deadline::{Deadlines, Watch};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+
+/// An open HTTP/1.1 connection to a backend: the sender of its requests, and the
+/// state through which the request timeout watches its exchanges.
+pub(crate) struct Conn {
+    pub(crate) tx: SendRequest<ProxyBody>,
+    pub(crate) watch: Arc<Watch>,
+}
+
+impl Conn {
+    pub(crate) fn new(tx: SendRequest<ProxyBody>) -> Self {
+        Self {
+            tx,
+            watch: Arc::new(Watch::default()),
+        }
+    }
+}
 
 /// Where a backend is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,13 +90,15 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Opens an HTTP/1.1 connection and spawns the task that drives it.
+/// Opens an HTTP/1.1 connection and spawns the task that drives it. Its exchanges
+/// are watched by `deadlines`, when given.
 pub(crate) async fn connect_http1(
     target: &Target,
     timeout: Duration,
     open: &Arc<AtomicUsize>,
     upgrades: bool,
-) -> Result<SendRequest<ProxyBody>, ProxyError> {
+    deadlines: Option<&Deadlines>,
+) -> Result<Conn, ProxyError> {
     let stream = connect_tcp(target, timeout).await?;
     let (tx, conn) = http1::Builder::new()
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
@@ -102,5 +121,9 @@ pub(crate) async fn connect_http1(
             }
         });
     }
-    Ok(tx)
+    let conn = Conn::new(tx);
+    if let Some(deadlines) = deadlines {
+        deadlines.register(&conn.watch);
+    }
+    Ok(conn)
 }

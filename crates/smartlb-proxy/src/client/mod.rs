@@ -2,29 +2,32 @@
 //! keep-alive HTTP/1.1 connections.
 
 mod connect;
+mod deadline;
 pub(crate) mod pool;
+mod send;
 mod service;
 mod upgrade;
 
 pub use service::ResponseFuture;
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::body::ProxyBody;
+use crate::error::ProxyError;
+use crate::headers::prepare_response;
+use connect::{Conn, Target, connect_http1};
+use deadline::{Deadlines, Watched};
+use futures_util::FutureExt as _;
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-
-use crate::body::ProxyBody;
-use crate::error::ProxyError;
-use crate::headers::{self, is_prepared, is_upgrade_request, prepare_response, to_upstream_form};
-use crate::server::ClientInfo;
-use connect::{Target, connect_http1};
 use pool::{Pool, PoolReturn};
 
 /// How long a pooled connection may take to become ready for its next request.
@@ -37,7 +40,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// The longest to wait for the response head once the request was handed to a
     /// connection; past it the exchange fails with a timeout (`504
-    /// backend-timeout`). Zero: no limit.
+    /// backend-timeout`). It is kept in ticks of an eighth of its length, so the
+    /// exchange fails between 1 and 1.125 times it after the hand-over. Zero: no
+    /// limit.
     pub request_timeout: Duration,
     /// The most idle keep-alive connections kept for reuse; 0 disables reuse.
     pub max_idle: usize,
@@ -101,6 +106,9 @@ struct Inner {
     pool: Arc<Pool>,
     open: Arc<AtomicUsize>,
     reaper_started: AtomicBool,
+    /// The request timeout's deadlines; `None` without a request timeout.
+    deadlines: Option<Arc<Deadlines>>,
+    sweeper_started: AtomicBool,
 }
 
 /// The outcome of handing a request to one connection.
@@ -149,6 +157,8 @@ impl BackendClient {
                 host: HeaderValue::from_str(&target.to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                 pool: Arc::new(Pool::new(opts.max_idle, opts.idle_timeout)),
+                deadlines: Deadlines::new(opts.request_timeout).map(Arc::new),
+                sweeper_started: AtomicBool::new(false),
                 target,
                 opts,
                 open: Arc::new(AtomicUsize::new(0)),
@@ -187,8 +197,8 @@ impl BackendClient {
         let mut first_err = None;
         for res in results {
             match res {
-                Ok(tx) => {
-                    self.inner.pool.push(tx);
+                Ok(conn) => {
+                    self.inner.pool.push(conn);
                     opened += 1;
                 }
                 Err(e) => {
@@ -204,75 +214,77 @@ impl BackendClient {
 
     /// Sends `req` to the backend and returns its response, body streaming.
     ///
+    /// Like an `async fn`, the returned future does nothing until it is polled.
+    ///
     /// # Errors
     ///
     /// A [`ProxyError`] saying what failed; when the request was not sent it holds
     /// the request ([`ProxyError::take_request`]).
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
-        let mut req = req;
-        if !is_prepared(&req) {
-            let client = req.extensions().get::<ClientInfo>().copied();
-            headers::prepare(&mut req, client.as_ref());
-        }
-        if let Err(msg) = to_upstream_form(&mut req, &self.inner.host) {
-            return Err(ProxyError::bad_request(msg));
-        }
-        if is_upgrade_request(&req) {
-            // Rare: boxed so it does not grow every request's future.
-            return Box::pin(upgrade::send_upgrade(&self.inner, req)).await;
-        }
-        let inner = &*self.inner;
-
-        // Idle connections first, most recent first. Each pop takes one out of the
-        // bounded pool, so this loop ends.
-        for _ in 0..=inner.opts.max_idle {
-            let Some(mut tx) = inner.pool.pop() else {
-                break;
-            };
-            if !tx.is_ready() && !inner.wait_ready(&mut tx).await {
-                continue;
-            }
-            match inner.exchange(&mut tx, req).await {
-                Exchange::Done(resp) => return Ok(inner.finish(resp, tx)),
-                Exchange::NotSent(unsent, _) => req = unsent,
-                Exchange::Failed(e) => return Err(e),
-            }
-        }
-
-        // Once per new connection: boxed so it does not grow every request's future.
-        let mut tx = match Box::pin(inner.connect()).await {
-            Ok(tx) => tx,
-            Err(e) => return Err(e.with_request(req)),
-        };
-        match inner.exchange(&mut tx, req).await {
-            Exchange::Done(resp) => Ok(inner.finish(resp, tx)),
-            Exchange::NotSent(unsent, e) => {
-                Err(ProxyError::closed_before_send(e).with_request(unsent))
-            }
-            Exchange::Failed(e) => Err(e),
-        }
+    pub fn send(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + '_ {
+        send::SendFuture::new(&self.inner, req, SendRequest::try_send_request)
     }
 
     /// [`send`](Self::send), with a failure turned into the proxy's error response
     /// ([`ProxyError::into_response`]).
-    pub async fn forward(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
-        match self.send(req).await {
+    pub fn forward(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + '_ {
+        let target = &self.inner.target;
+        self.send(req).map(move |res| match res {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::debug!(backend = %self.inner.target, error = %e, "forwarding failed");
+                tracing::debug!(backend = %target, error = %e, "forwarding failed");
                 e.into_response()
             }
-        }
+        })
+    }
+}
+
+/// What an exchange on one connection came to, from hyper's answer (`None`: the
+/// request timeout expired first).
+fn outcome(res: Option<send::HyperResult>, method: &Method) -> Exchange {
+    match res {
+        None => Exchange::Failed(ProxyError::timeout(method)),
+        Some(Ok(resp)) => Exchange::Done(resp),
+        Some(Err(mut e)) => match e.take_message() {
+            Some(req) => Exchange::NotSent(req, e.into_error()),
+            None => Exchange::Failed(ProxyError::from_hyper(e.into_error(), method)),
+        },
     }
 }
 
 impl Inner {
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, ProxyError> {
-        let tx = connect_http1(&self.target, self.opts.connect_timeout, &self.open, false).await?;
+    async fn connect(&self) -> Result<Conn, ProxyError> {
+        let conn = connect_http1(
+            &self.target,
+            self.opts.connect_timeout,
+            &self.open,
+            false,
+            self.deadlines.as_deref(),
+        )
+        .await?;
+        self.start_sweeper();
         self.start_reaper();
-        Ok(tx)
+        Ok(conn)
     }
 
+    /// Starts the request timeout's sweeper, once.
+    fn start_sweeper(&self) {
+        if let Some(deadlines) = &self.deadlines
+            && !self.sweeper_started.swap(true, Ordering::Relaxed)
+        {
+            tokio::spawn(deadline::sweep(
+                Arc::downgrade(deadlines),
+                deadlines.every(),
+            ));
+        }
+    }
+
+    /// Starts the pool's reaper, once.
     fn start_reaper(&self) {
         if self.opts.max_idle == 0 || self.opts.idle_timeout.is_zero() {
             return;
@@ -289,36 +301,71 @@ impl Inner {
     /// just finished its previous exchange may need its task to run first. One
     /// still busy after [`READY_WAIT`] (say, still sending the body of a request
     /// the backend answered early) is given up: it closes once that is done.
-    async fn wait_ready(&self, tx: &mut SendRequest<ProxyBody>) -> bool {
+    async fn wait_ready(&self, conn: &mut Conn) -> bool {
         matches!(
-            tokio::time::timeout(READY_WAIT, tx.ready()).await,
+            tokio::time::timeout(READY_WAIT, conn.tx.ready()).await,
             Ok(Ok(()))
         )
     }
 
-    async fn exchange(&self, tx: &mut SendRequest<ProxyBody>, req: Request<ProxyBody>) -> Exchange {
+    /// Hands `req` to `conn` and waits for the response head, within the request
+    /// timeout.
+    async fn exchange(&self, conn: &mut Conn, req: Request<ProxyBody>) -> Exchange {
         let method: Method = req.method().clone();
-        let sent = tx.try_send_request(req);
-        let res = if self.opts.request_timeout.is_zero() {
-            sent.await
-        } else {
-            match tokio::time::timeout(self.opts.request_timeout, sent).await {
-                Ok(res) => res,
-                Err(_) => return Exchange::Failed(ProxyError::timeout(&method)),
+        let res = match &self.deadlines {
+            None => Some(conn.tx.try_send_request(req).await),
+            Some(deadlines) => {
+                conn.watch.begin(deadlines.now());
+                let sent = conn.tx.try_send_request(req);
+                match Watched::new(sent, &conn.watch).await {
+                    Some(res) if conn.watch.end() => Some(res),
+                    _ => None,
+                }
             }
         };
-        match res {
-            Ok(resp) => Exchange::Done(resp),
-            Err(mut e) => match e.take_message() {
-                Some(req) => Exchange::NotSent(req, e.into_error()),
-                None => Exchange::Failed(ProxyError::from_hyper(e.into_error(), &method)),
-            },
+        outcome(res, &method)
+    }
+
+    /// Sends a request when the most recent idle connection (`first`, if any) is
+    /// not ready to take it at once, or closed before taking it: the idle
+    /// connections, most recent first, then a new one.
+    async fn send_slow(
+        &self,
+        first: Option<Conn>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let mut req = req;
+        let mut next = first;
+        // Each pop takes one out of the bounded pool, so this loop ends.
+        for _ in 0..=self.opts.max_idle {
+            let Some(mut conn) = next.take().or_else(|| self.pool.pop()) else {
+                break;
+            };
+            if !conn.tx.is_ready() && !self.wait_ready(&mut conn).await {
+                continue;
+            }
+            match self.exchange(&mut conn, req).await {
+                Exchange::Done(resp) => return Ok(self.finish(resp, conn)),
+                Exchange::NotSent(unsent, _) => req = unsent,
+                Exchange::Failed(e) => return Err(e),
+            }
+        }
+        let mut conn = match self.connect().await {
+            Ok(conn) => conn,
+            Err(e) => return Err(e.with_request(req)),
+        };
+        match self.exchange(&mut conn, req).await {
+            Exchange::Done(resp) => Ok(self.finish(resp, conn)),
+            Exchange::NotSent(unsent, e) => {
+                Err(ProxyError::closed_before_send(e).with_request(unsent))
+            }
+            Exchange::Failed(e) => Err(e),
         }
     }
 
     /// Cleans the response and arranges for the connection to go back to the
     /// pool once the body is read.
-    fn finish(&self, resp: Response<Incoming>, tx: SendRequest<ProxyBody>) -> Response<ProxyBody> {
+    fn finish(&self, resp: Response<Incoming>, conn: Conn) -> Response<ProxyBody> {
         let mut resp = resp;
         let stripped = prepare_response(&mut resp);
         let reusable = !stripped.close && resp.version() == http::Version::HTTP_11;
@@ -326,10 +373,10 @@ impl Inner {
         let body = if !reusable {
             ProxyBody::upstream(body, None)
         } else if body.is_end_stream() {
-            self.pool.push(tx);
+            self.pool.push(conn);
             ProxyBody::from(body)
         } else {
-            ProxyBody::upstream(body, Some(PoolReturn::new(tx, self.pool.clone())))
+            ProxyBody::upstream(body, Some(PoolReturn::new(conn, self.pool.clone())))
         };
         Response::from_parts(parts, body)
     }

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use hyper::client::conn::http1::SendRequest;
-
-use crate::body::ProxyBody;
+use super::connect::Conn;
 
 /// The reaper runs every `idle_timeout / TICKS_PER_TIMEOUT`...
 const TICKS_PER_TIMEOUT: u32 = 4;
@@ -26,7 +24,7 @@ pub(crate) struct Pool {
 }
 
 struct Idle {
-    tx: SendRequest<ProxyBody>,
+    conn: Conn,
     /// The reaper tick during which the connection became idle.
     since: u64,
 }
@@ -48,18 +46,18 @@ impl Pool {
     }
 
     /// The most recently returned connection that is not known to be closed.
-    pub(crate) fn pop(&self) -> Option<SendRequest<ProxyBody>> {
+    pub(crate) fn pop(&self) -> Option<Conn> {
         loop {
             let idle = self.lock().pop_back()?;
-            if !idle.tx.is_closed() {
-                return Some(idle.tx);
+            if !idle.conn.tx.is_closed() {
+                return Some(idle.conn);
             }
         }
     }
 
     /// Returns a connection whose last exchange is complete.
-    pub(crate) fn push(&self, tx: SendRequest<ProxyBody>) {
-        if self.max_idle == 0 || self.idle_timeout.is_zero() || tx.is_closed() {
+    pub(crate) fn push(&self, conn: Conn) {
+        if self.max_idle == 0 || self.idle_timeout.is_zero() || conn.tx.is_closed() {
             return;
         }
         let since = self.epoch.load(Ordering::Relaxed);
@@ -70,7 +68,7 @@ impl Pool {
             } else {
                 None
             };
-            idle.push_back(Idle { tx, since });
+            idle.push_back(Idle { conn, since });
             evicted
         };
         // Dropping a connection's sender closes it; done outside the lock.
@@ -86,7 +84,7 @@ impl Pool {
         {
             let mut idle = self.lock();
             while let Some(front) = idle.front() {
-                if !front.tx.is_closed() && now.wrapping_sub(front.since) < TICKS_TO_EXPIRE {
+                if !front.conn.tx.is_closed() && now.wrapping_sub(front.since) < TICKS_TO_EXPIRE {
                     break;
                 }
                 evicted.extend(idle.pop_front());
@@ -114,17 +112,17 @@ impl Pool {
 
 /// Hands a connection back to its pool once its response body was read.
 pub(crate) struct PoolReturn {
-    tx: SendRequest<ProxyBody>,
+    conn: Conn,
     pool: Arc<Pool>,
 }
 
 impl PoolReturn {
-    pub(crate) fn new(tx: SendRequest<ProxyBody>, pool: Arc<Pool>) -> Self {
-        Self { tx, pool }
+    pub(crate) fn new(conn: Conn, pool: Arc<Pool>) -> Self {
+        Self { conn, pool }
     }
 
     pub(crate) fn release(self) {
-        self.pool.push(self.tx);
+        self.pool.push(self.conn);
     }
 }
 
@@ -150,7 +148,7 @@ mod tests {
 
     /// A sender whose connection task runs on an in-memory pipe; dropping the
     /// returned handle's task closes it.
-    async fn sender() -> (SendRequest<ProxyBody>, tokio::task::JoinHandle<()>) {
+    async fn sender() -> (Conn, tokio::task::JoinHandle<()>) {
         let (a, _b) = tokio::io::duplex(1024);
         let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(a))
             .await
@@ -159,7 +157,7 @@ mod tests {
             let _keep_peer_open = _b;
             let _ = conn.await;
         });
-        (tx, task)
+        (Conn::new(tx), task)
     }
 
     #[tokio::test]

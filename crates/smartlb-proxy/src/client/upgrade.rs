@@ -17,15 +17,23 @@ pub(super) async fn send_upgrade(
     inner: &Inner,
     mut req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let mut tx =
-        match connect_http1(&inner.target, inner.opts.connect_timeout, &inner.open, true).await {
-            Ok(tx) => tx,
-            Err(e) => return Err(e.with_request(req)),
-        };
+    let connected = connect_http1(
+        &inner.target,
+        inner.opts.connect_timeout,
+        &inner.open,
+        true,
+        inner.deadlines.as_deref(),
+    )
+    .await;
+    let mut conn = match connected {
+        Ok(conn) => conn,
+        Err(e) => return Err(e.with_request(req)),
+    };
+    inner.start_sweeper();
     // Taken before the request is handed over: the server fulfils it once the
     // 101 reaches the client.
     let client_side = req.extensions_mut().remove::<OnUpgrade>();
-    match inner.exchange(&mut tx, req).await {
+    match inner.exchange(&mut conn, req).await {
         Exchange::Done(mut resp) => {
             if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
                 prepare_response(&mut resp);

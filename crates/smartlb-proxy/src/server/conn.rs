@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use http::header::{CONNECTION, HeaderValue};
@@ -17,8 +17,6 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
-use tower::ServiceExt;
-use tower::util::Oneshot;
 use tower_service::Service;
 
 use super::io::{ConnShared, CountingIo};
@@ -34,6 +32,8 @@ pub(crate) struct ConnConfig {
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) max_header_bytes: usize,
+    /// A fixed instant for [`HeadTimer`]'s clock.
+    pub(crate) epoch: std::time::Instant,
 }
 
 /// Adapts the caller's tower service to hyper: counts request heads, enforces
@@ -70,8 +70,18 @@ where
             };
         }
         req.extensions_mut().insert(self.info);
-        ConnFuture::Call {
-            fut: self.inner.clone().oneshot(req),
+        let mut svc = self.inner.clone();
+        // The tower contract wants `poll_ready` before `call`. A service ready at
+        // once (the usual case) is called right away, so the future hyper keeps is
+        // the service's own, moved once; otherwise it is polled again with the
+        // connection task's context.
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => ConnFuture::Call { fut: svc.call(req) },
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => ConnFuture::Waiting {
+                svc,
+                req: Some(req),
+            },
         }
     }
 }
@@ -83,7 +93,8 @@ pin_project! {
         S: Service<Request<Incoming>>,
     {
         Ready { response: Option<Response<ProxyBody>> },
-        Call { #[pin] fut: Oneshot<S, Request<Incoming>> },
+        Waiting { svc: S, req: Option<Request<Incoming>> },
+        Call { #[pin] fut: S::Future },
     }
 }
 
@@ -93,13 +104,28 @@ where
 {
     type Output = Result<Response<ProxyBody>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ConnFutureProj::Ready { response } => Poll::Ready(Ok(response.take().unwrap_or_else(
-                // Polled after completion: answer something sane rather than panic.
-                || error_response(StatusCode::INTERNAL_SERVER_ERROR, "proxy-error"),
-            ))),
-            ConnFutureProj::Call { fut } => fut.poll(cx),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                ConnFutureProj::Ready { response } => {
+                    return Poll::Ready(Ok(response.take().unwrap_or_else(
+                        // Polled after completion: answer something sane rather than panic.
+                        || error_response(StatusCode::INTERNAL_SERVER_ERROR, "proxy-error"),
+                    )));
+                }
+                ConnFutureProj::Waiting { svc, req } => {
+                    if let Err(never) = ready!(svc.poll_ready(cx)) {
+                        match never {}
+                    }
+                    let Some(req) = req.take() else {
+                        self.set(ConnFuture::Ready { response: None });
+                        continue;
+                    };
+                    let fut = svc.call(req);
+                    self.set(ConnFuture::Call { fut });
+                }
+                ConnFutureProj::Call { fut } => return fut.poll(cx),
+            }
         }
     }
 }
@@ -141,7 +167,7 @@ pub(crate) async fn run_connection<S>(
             .timer(HeadTimer::new(
                 shared.clone(),
                 cfg.header_read_timeout,
-                cfg.idle_timeout,
+                cfg.epoch,
             ))
             .header_read_timeout(cfg.header_read_timeout);
     }

@@ -3,8 +3,14 @@
 //!
 //! hyper starts its header-read timer as soon as a connection waits for a request
 //! head, so with a plain timer an idle keep-alive connection would be closed after
-//! `header_read_timeout`. This timer lets the wait last `idle_timeout` while no byte
-//! has arrived, and gives the head `header_read_timeout` from its first byte.
+//! `header_read_timeout`. This timer gives the head `header_read_timeout` from its
+//! first byte, and leaves a wait without any byte to the connection's own idle
+//! watchdog.
+//!
+//! hyper asks for a new timer before every request head. In the common case the
+//! whole head arrives in one read and the timer is never consulted, so it costs no
+//! clock read and no entry in tokio's timer wheel: both happen only once a partial
+//! head has arrived.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,30 +23,25 @@ use pin_project_lite::pin_project;
 
 use super::io::ConnShared;
 
-/// Far enough to mean "never" for a disabled timeout.
-const NEVER: Duration = Duration::from_secs(60 * 60 * 24 * 365);
-
 #[derive(Clone, Debug)]
 pub(crate) struct HeadTimer {
     shared: Arc<ConnShared>,
     header_read_timeout: Duration,
-    idle_timeout: Duration,
+    /// What [`Timer::now`] answers: hyper only uses it to compute the deadline it
+    /// hands to [`Timer::sleep_until`], which ignores it.
+    epoch: Instant,
 }
 
 impl HeadTimer {
     pub(crate) fn new(
         shared: Arc<ConnShared>,
         header_read_timeout: Duration,
-        idle_timeout: Duration,
+        epoch: Instant,
     ) -> Self {
         Self {
             shared,
             header_read_timeout,
-            idle_timeout: if idle_timeout.is_zero() {
-                NEVER
-            } else {
-                idle_timeout
-            },
+            epoch,
         }
     }
 }
@@ -54,14 +55,16 @@ impl Timer for HeadTimer {
 
     /// hyper calls this when a connection starts waiting for a request head.
     fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        let now = tokio::time::Instant::now();
         Box::pin(HeadSleep {
-            inner: tokio::time::sleep_until(now + self.idle_timeout),
+            inner: None,
             shared: self.shared.clone(),
             reads_at_start: self.shared.reads(),
-            saw_bytes: false,
             header_read_timeout: self.header_read_timeout,
         })
+    }
+
+    fn now(&self) -> Instant {
+        self.epoch
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {
@@ -87,14 +90,13 @@ impl Future for PlainSleep {
 impl Sleep for PlainSleep {}
 
 pin_project! {
-    /// Fires `idle_timeout` after the wait began while no byte has arrived, or
-    /// `header_read_timeout` after the first byte of the head.
+    /// Fires `header_read_timeout` after the first byte of the head; never while
+    /// no byte has arrived (the idle watchdog closes such a connection).
     struct HeadSleep {
         #[pin]
-        inner: tokio::time::Sleep,
+        inner: Option<tokio::time::Sleep>,
         shared: Arc<ConnShared>,
         reads_at_start: u64,
-        saw_bytes: bool,
         header_read_timeout: Duration,
     }
 }
@@ -105,12 +107,17 @@ impl Future for HeadSleep {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut this = self.project();
         // hyper polls this right after every read that left the head incomplete.
-        if !*this.saw_bytes && this.shared.reads() != *this.reads_at_start {
-            *this.saw_bytes = true;
+        if this.inner.is_none() {
+            if this.shared.reads() == *this.reads_at_start {
+                return Poll::Pending;
+            }
             let deadline = tokio::time::Instant::now() + *this.header_read_timeout;
-            this.inner.as_mut().reset(deadline);
+            this.inner.set(Some(tokio::time::sleep_until(deadline)));
         }
-        this.inner.poll(cx)
+        match this.inner.as_pin_mut() {
+            Some(sleep) => sleep.poll(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -123,13 +130,16 @@ mod tests {
     use futures_util::FutureExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    fn timer(shared: Arc<ConnShared>) -> HeadTimer {
+        HeadTimer::new(shared, Duration::from_secs(1), Instant::now())
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn idle_wait_lasts_idle_timeout() {
+    async fn wait_without_bytes_never_fires() {
         let shared = Arc::new(ConnShared::default());
-        let timer = HeadTimer::new(shared, Duration::from_secs(1), Duration::from_secs(10));
-        let start = tokio::time::Instant::now();
-        timer.sleep_until(Instant::now()).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        let sleep = timer(shared).sleep_until(Instant::now());
+        let res = tokio::time::timeout(Duration::from_secs(3600), sleep).await;
+        assert!(res.is_err());
     }
 
     #[tokio::test(start_paused = true)]
@@ -137,7 +147,7 @@ mod tests {
         let shared = Arc::new(ConnShared::default());
         let (a, mut b) = tokio::io::duplex(64);
         let mut io = CountingIo::new(a, shared.clone());
-        let timer = HeadTimer::new(shared, Duration::from_secs(1), Duration::from_secs(10));
+        let timer = timer(shared);
         let start = tokio::time::Instant::now();
         let mut sleep = timer.sleep_until(Instant::now());
         // Nothing yet: still waiting after 3 s.
@@ -152,12 +162,14 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(4));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn zero_idle_means_no_idle_close() {
-        let shared = Arc::new(ConnShared::default());
-        let timer = HeadTimer::new(shared, Duration::from_secs(1), Duration::ZERO);
-        let sleep = timer.sleep_until(Instant::now());
-        let res = tokio::time::timeout(Duration::from_secs(3600), sleep).await;
-        assert!(res.is_err());
+    #[test]
+    fn now_is_the_fixed_epoch() {
+        let epoch = Instant::now();
+        let timer = HeadTimer::new(
+            Arc::new(ConnShared::default()),
+            Duration::from_secs(1),
+            epoch,
+        );
+        assert_eq!(timer.now(), epoch);
     }
 }
