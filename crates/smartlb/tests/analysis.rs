@@ -68,14 +68,14 @@ async fn round_robin_keeps_sending_a_third() {
     );
 }
 
-/// Runs load through `algorithm` over three backends, one of which answers every request
-/// at once with 503 (no outlier ejection, no retries, so only the algorithm decides), and
-/// returns that backend's share of the answers over the last 3 s of a 5 s run.
+/// Runs load through `algorithm` over three backends; after a second of normal service
+/// (so every backend has latency samples), one of them starts answering every request at
+/// once with 503 (no outlier ejection, no retries, so only the algorithm decides). Returns
+/// that backend's share of the answers over the last 3 s of a 5 s run.
 async fn fast_failing_share(algorithm: &str) -> f64 {
     let a = backend("a", 5).await;
     let b = backend("b", 5).await;
-    let c = backend("c", 0).await;
-    c.set_error_rate(1.0).unwrap();
+    let c = backend("c", 5).await;
     let running = start_proxy(&one_upstream(
         algorithm,
         &[(a.addr(), 1), (b.addr(), 1), (c.addr(), 1)],
@@ -87,7 +87,10 @@ async fn fast_failing_share(algorithm: &str) -> f64 {
         LoadOptions::default().with_rate(150.0).with_concurrency(64),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.set_latency(smartlb_demo::Latency::fixed(Duration::ZERO));
+    c.set_error_rate(1.0).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = load.take_interval();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let share = load.take_interval().share("c");
