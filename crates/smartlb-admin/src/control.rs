@@ -76,6 +76,31 @@ pub trait AdminControl: Send + Sync + 'static {
     fn reload(&self) -> ControlFuture<'_, ReloadReport> {
         Box::pin(async { Err(AdminError::Unsupported("reloading".into())) })
     }
+
+    /// `PATCH /api/v1/routes/{index}`: sets the weights of a route's split (canary and
+    /// blue-green changes by hand). A route's canary stops moving weights once they are
+    /// set by hand.
+    ///
+    /// Errors: [`AdminError::NotFound`] for no route at `index`,
+    /// [`AdminError::BadRequest`] for an upstream that is not one of the route's targets
+    /// or weights that add up to zero.
+    fn set_split(
+        &self,
+        index: usize,
+        split: Vec<crate::SplitWeight>,
+    ) -> ControlFuture<'_, crate::RouteStatus> {
+        let _ = (index, split);
+        Box::pin(async { Err(AdminError::Unsupported("changing route splits".into())) })
+    }
+}
+
+/// The body of `PATCH /api/v1/routes/{index}`:
+/// `{"split": [{"upstream": "web", "weight": 90}, {"upstream": "web-canary", "weight": 10}]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitUpdate {
+    /// The new weight of each target; targets left out keep theirs.
+    pub split: Vec<crate::SplitWeight>,
 }
 
 /// The body of `POST /api/v1/upstreams/{name}/backends`: `{"address": "...", "weight": 2}`.

@@ -75,10 +75,13 @@ mod status;
 mod traffic;
 
 pub use control::{
-    AdminControl, AdminError, BackendUpdate, ControlFuture, NewBackend, ReloadReport,
+    AdminControl, AdminError, BackendUpdate, ControlFuture, NewBackend, ReloadReport, SplitUpdate,
 };
 pub use server::{AdminServer, SetupError, serve};
-pub use status::{AdminSource, BackendStatus, ConfigVersion, StatusReport, UpstreamStatus};
+pub use status::{
+    AdminSource, BackendStatus, CanaryStatus, ConfigVersion, RouteStatus, RoutesReport,
+    SplitWeight, StatusReport, UpstreamStatus,
+};
 pub use traffic::{
     Anomaly, BackendTraffic, ForecastPoint, TrafficQuery, TrafficReport, TrafficSample,
     UpstreamTraffic, WeightDecision,

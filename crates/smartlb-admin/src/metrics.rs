@@ -65,6 +65,12 @@ pub const TRAFFIC_FORECAST_RPS: &str = "smartlb_traffic_forecast_rps";
 pub const TRAFFIC_ANOMALIES_TOTAL: &str = "smartlb_traffic_anomalies_total";
 /// `smartlb_config_reloads_total`.
 pub const CONFIG_RELOADS_TOTAL: &str = "smartlb_config_reloads_total";
+/// Requests refused with `429` by a route's rate limit, by route.
+pub const RATE_LIMITED_TOTAL: &str = "smartlb_rate_limited_total";
+/// Lookups in a route's response cache, by route and result (`hit`, `miss`, `bypass`).
+pub const CACHE_REQUESTS_TOTAL: &str = "smartlb_cache_requests_total";
+/// Bytes of response bodies held by a route's response cache.
+pub const CACHE_BYTES: &str = "smartlb_cache_bytes";
 
 /// Upper bounds (seconds) of the `smartlb_request_duration_seconds` buckets: from half a
 /// millisecond (a loopback backend) to 30 s (the default request timeout).
@@ -183,6 +189,21 @@ pub fn describe() {
         CONFIG_RELOADS_TOTAL,
         Unit::Count,
         "Configuration reloads, by result (success, failure)."
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        Unit::Count,
+        "Requests refused with 429 by a route's rate limit, by route."
+    );
+    describe_counter!(
+        CACHE_REQUESTS_TOTAL,
+        Unit::Count,
+        "Response cache lookups, by route and result (hit, miss, bypass)."
+    );
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of response bodies held by a route's response cache."
     );
 }
 
@@ -464,6 +485,45 @@ pub fn forecast_rps(upstream: &str, rps: f64) {
 pub fn anomaly(upstream: &str, kind: &'static str) {
     counter!(TRAFFIC_ANOMALIES_TOTAL, "upstream" => upstream.to_owned(), "kind" => kind)
         .increment(1);
+}
+
+/// Counts one request refused by the rate limit of `route` (a route's label, such as
+/// `api.example.com/api`).
+pub fn rate_limited(route: &str) {
+    counter!(RATE_LIMITED_TOTAL, "route" => route.to_owned()).increment(1);
+}
+
+/// What a response-cache lookup found, for `smartlb_cache_requests_total{result}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Answered from the cache.
+    Hit,
+    /// Not in the cache (or stale): forwarded, and stored when cacheable.
+    Miss,
+    /// Not a cacheable request (method, `no-store`, `Authorization`...): forwarded.
+    Bypass,
+}
+
+impl CacheResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+}
+
+/// Counts one response-cache lookup on `route`.
+pub fn cache_request(route: &str, result: CacheResult) {
+    counter!(CACHE_REQUESTS_TOTAL, "route" => route.to_owned(), "result" => result.as_str())
+        .increment(1);
+}
+
+/// Sets `smartlb_cache_bytes{route}`.
+pub fn cache_bytes(route: &str, bytes: u64) {
+    gauge!(CACHE_BYTES, "route" => route.to_owned()).set(bytes as f64);
 }
 
 /// Counts one configuration reload.

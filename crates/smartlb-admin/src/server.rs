@@ -219,6 +219,8 @@ enum Route {
     Reload,
     Backends { upstream: String },
     Backend { upstream: String, address: String },
+    Routes,
+    SplitOf { index: usize },
 }
 
 impl Route {
@@ -226,9 +228,11 @@ impl Route {
         const READ: &[Method] = &[Method::GET, Method::HEAD];
         const POST: &[Method] = &[Method::POST];
         const CHANGE: &[Method] = &[Method::PATCH, Method::DELETE];
+        const PATCH: &[Method] = &[Method::PATCH];
         match self {
             Route::Reload | Route::Backends { .. } => POST,
             Route::Backend { .. } => CHANGE,
+            Route::SplitOf { .. } => PATCH,
             _ => READ,
         }
     }
@@ -237,6 +241,7 @@ impl Route {
         match self {
             Route::Reload | Route::Backends { .. } => "POST",
             Route::Backend { .. } => "PATCH, DELETE",
+            Route::SplitOf { .. } => "PATCH",
             _ => "GET, HEAD",
         }
     }
@@ -253,7 +258,16 @@ fn route(path: &str) -> Option<Result<Route, String>> {
         "/api/v1/status" => Route::Status,
         "/api/v1/traffic" => Route::Traffic,
         "/api/v1/reload" => Route::Reload,
+        "/api/v1/routes" => Route::Routes,
         _ => {
+            if let Some(index) = path.strip_prefix("/api/v1/routes/") {
+                return Some(
+                    index
+                        .parse::<usize>()
+                        .map(|index| Route::SplitOf { index })
+                        .map_err(|_| format!("route index `{index}` is not a whole number")),
+                );
+            }
             let rest = path.strip_prefix("/api/v1/upstreams/")?;
             let parts: Vec<&str> = rest.split('/').collect();
             let decoded = |s: &str| {
@@ -333,11 +347,15 @@ async fn handle(state: &AdminServer, req: Request<Incoming>) -> Response<Full<By
             ),
         },
         Route::Status => json_ok(StatusCode::OK, &state.source.status(), true),
+        Route::Routes => json_ok(StatusCode::OK, &state.source.routes(), true),
         Route::Traffic => match traffic_query(req.uri().query()) {
             Ok(query) => json_ok(StatusCode::OK, &state.source.traffic(&query), false),
             Err(message) => json_error(StatusCode::BAD_REQUEST, &message),
         },
-        route @ (Route::Reload | Route::Backends { .. } | Route::Backend { .. }) => {
+        route @ (Route::Reload
+        | Route::Backends { .. }
+        | Route::Backend { .. }
+        | Route::SplitOf { .. }) => {
             let method = req.method().clone();
             let path = req.uri().path().to_owned();
             let resp = mutate(state, route, req).await;
@@ -453,6 +471,22 @@ async fn mutate(
                 );
             }
             match control.update_backend(upstream, address, update).await {
+                Ok(status) => json_ok(StatusCode::OK, &status, true),
+                Err(error) => admin_error(&error),
+            }
+        }
+        Route::SplitOf { index } => {
+            let update: crate::SplitUpdate = match read_json(req).await {
+                Ok(u) => u,
+                Err(resp) => return resp,
+            };
+            if update.split.is_empty() {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "`split` must name at least one upstream",
+                );
+            }
+            match control.set_split(index, update.split).await {
                 Ok(status) => json_ok(StatusCode::OK, &status, true),
                 Err(error) => admin_error(&error),
             }
@@ -609,6 +643,12 @@ mod tests {
     fn routes() {
         assert_eq!(route("/"), Some(Ok(Route::Dashboard)));
         assert_eq!(route("/nope"), None);
+        assert_eq!(route("/api/v1/routes"), Some(Ok(Route::Routes)));
+        assert_eq!(
+            route("/api/v1/routes/3"),
+            Some(Ok(Route::SplitOf { index: 3 }))
+        );
+        assert!(matches!(route("/api/v1/routes/-1"), Some(Err(_))));
         assert_eq!(route("/api/v1/upstreams/web"), None);
         assert_eq!(route("/api/v1/upstreams//backends"), None);
         assert_eq!(route("/api/v1/upstreams/web/backends/"), None);

@@ -24,6 +24,62 @@ pub trait AdminSource: Send + Sync + 'static {
         let _ = query;
         TrafficReport::default()
     }
+
+    /// The routing table for `GET /api/v1/routes`: each route's match, its split and its
+    /// canary's progress.
+    ///
+    /// The default reports no routes.
+    fn routes(&self) -> RoutesReport {
+        RoutesReport::default()
+    }
+}
+
+/// `GET /api/v1/routes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RoutesReport {
+    /// The routes in matching order (the first match wins).
+    pub routes: Vec<RouteStatus>,
+}
+
+/// One route of [`RoutesReport`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteStatus {
+    /// The route's position in the configuration (`PATCH /api/v1/routes/{index}`).
+    pub index: usize,
+    /// The route's label in metrics: host (or `*`) then path prefix (or `/`).
+    pub label: String,
+    /// The upstreams requests are split over, with their current weights.
+    pub split: Vec<SplitWeight>,
+    /// The SLO-gated canary of the route, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+}
+
+/// An upstream and its weight in a route's split (also the body items of
+/// `PATCH /api/v1/routes/{index}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitWeight {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Its relative weight (a percentage on routes with a canary).
+    pub weight: u32,
+}
+
+/// Where a route's canary stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryStatus {
+    /// The canary upstream.
+    pub upstream: String,
+    /// Its share now, in percent.
+    pub percent: u32,
+    /// `advancing`, `promoted` (at 100%), `rolled-back` (at 0% after a broken SLO) or
+    /// `manual` (weights set through the API; the canary no longer moves them).
+    pub state: String,
+    /// Why the last decision was taken (empty before the first).
+    pub reason: String,
+    /// Evaluations done so far.
+    pub evaluations: u64,
 }
 
 /// `GET /api/v1/status`.

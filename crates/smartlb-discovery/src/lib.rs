@@ -14,9 +14,10 @@
 //! - **`etcd`**: one key per backend below a prefix, its value
 //!   `{"address": "host:port", "weight": 1}` (`weight` and `backup` optional). The
 //!   prefix is read, then watched from the revision after the read; invalid values are
-//!   logged and count as absent, and two keys naming one address count once. A lost etcd keeps the last known set; the watch
-//!   reconnects with exponential backoff and resumes from the revision after the last
-//!   change applied, so nothing written meanwhile is missed (if etcd compacted that
+//!   logged and count as absent, and two keys naming one address count once. A lost
+//!   etcd keeps the last known set (logged once, and shown in [`SourceStatus`]); the
+//!   watch reconnects with exponential backoff and resumes from the revision after the
+//!   last change applied, so nothing written meanwhile is missed (if etcd compacted that
 //!   history away, the prefix is read again whole).
 //!
 //! [`start`] spawns the task that follows a source and returns a [`DiscoveryHandle`]:
@@ -30,8 +31,11 @@
 //! (`smartlb run --config etcd://HOST:PORT/KEY`): [`watch_config_key`] follows it the
 //! same way.
 //!
-//! etcd is reached through its HTTP/JSON gateway (`/v3/kv/range`, `/v3/watch`), which
-//! every etcd v3 server serves on its client URLs: no protobuf code generation, so
+//! etcd is reached through its gRPC API with the `etcd-client` crate (a range read, then
+//! a watch stream), one endpoint at a time: after a failure the next attempt goes to the
+//! next endpoint listed. etcd-client compiles etcd's protobuf API when it is built; the
+//! `protoc` it needs for that is the one the `protoc-bin-vendored` crate ships (the
+//! workspace's `.cargo/config.toml` points `PROTOC` at `tools/protoc`, which runs it), so
 //! building needs nothing but cargo. TLS to etcd is not supported yet.
 //!
 //! # Example
@@ -107,7 +111,8 @@ pub struct DiscoveryOptions {
     pub retry_min: Duration,
     /// Longest delay between reconnect attempts. Default 5 s.
     pub retry_max: Duration,
-    /// Bound on connecting to etcd and on each read of a key range. Default 5 s.
+    /// Bound on connecting to etcd, on each read of a key range and on opening a watch
+    /// (also the time an unanswered keep-alive ping waits). Default 5 s.
     pub etcd_timeout: Duration,
     /// Bound on one DNS query. Default 2 s.
     pub dns_timeout: Duration,
@@ -135,7 +140,7 @@ impl DiscoveryOptions {
         self
     }
 
-    /// Sets the bound on etcd connects and reads.
+    /// Sets the bound on etcd connects, reads and watch openings.
     pub fn with_etcd_timeout(mut self, timeout: Duration) -> Self {
         self.etcd_timeout = timeout;
         self

@@ -225,14 +225,17 @@ pub fn is_prepared<B>(req: &Request<B>) -> bool {
 /// [`BackendClient`](crate::BackendClient) calls this itself (with the
 /// [`ClientInfo`] found in the request's extensions) for requests not yet prepared.
 pub fn prepare_request<B>(req: &mut Request<B>, client: &ClientInfo) {
-    prepare(req, Some(client));
+    let _ = prepare(req, Some(client));
 }
 
 /// [`prepare_request`] for requests that may lack a [`ClientInfo`]: without one,
 /// `X-Forwarded-For` and `X-Forwarded-Proto` are left as they are.
-pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
+///
+/// Returns whether the request is an upgrade, or `None` when it was already
+/// prepared (and nothing was done).
+pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) -> Option<bool> {
     if is_prepared(req) {
-        return;
+        return None;
     }
     let present = hop_by_hop_present(req.headers());
     // An upgrade needs both `Upgrade` and `Connection`: most requests are ruled out
@@ -250,7 +253,7 @@ pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
     let headers = req.headers_mut();
     strip_present(headers, present, upgrade);
     // Room for the headers added below, so the map grows at most once.
-    headers.reserve(5);
+    headers.reserve(4 + usize::from(upgrade));
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -273,6 +276,7 @@ pub(crate) fn prepare<B>(req: &mut Request<B>, client: Option<&ClientInfo>) {
     };
     headers.append(VIA, via(version));
     req.extensions_mut().insert(Prepared);
+    Some(upgrade)
 }
 
 /// Appends `ip` to `X-Forwarded-For`, folding existing lines into one list.
@@ -362,7 +366,8 @@ pub fn prepare_response<B>(resp: &mut Response<B>) -> Stripped {
     let version = resp.version();
     let headers = resp.headers_mut();
     let stripped = strip_hop_by_hop(headers, switching);
-    headers.reserve(2);
+    // No `reserve` for the one or two headers added: the map usually has room left
+    // by the hop-by-hop headers just removed, and reserving would grow it anyway.
     if switching {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     }

@@ -86,7 +86,7 @@ pub(crate) fn traffic(proxy: &Proxy, query: &TrafficQuery) -> TrafficReport {
     }
 }
 
-fn find<'a>(proxy: &'a Proxy, name: &str) -> Result<&'a Upstream, AdminError> {
+fn find(proxy: &Proxy, name: &str) -> Result<Upstream, AdminError> {
     proxy
         .upstream(name)
         .ok_or_else(|| AdminError::NotFound(format!("no upstream named `{name}`")))
@@ -159,6 +159,14 @@ impl AdminControl for Proxy {
             }
             status_of(self, &upstream)
         })
+    }
+
+    fn set_split(
+        &self,
+        index: usize,
+        split: Vec<smartlb_admin::SplitWeight>,
+    ) -> ControlFuture<'_, smartlb_admin::RouteStatus> {
+        Box::pin(async move { Proxy::set_split(self, index, &split) })
     }
 
     fn reload(&self) -> ControlFuture<'_, smartlb_admin::ReloadReport> {

@@ -143,7 +143,7 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
         LiveView::auto()
     }
     .with_title("smartlb demo")
-    .with_max_events(8);
+    .with_max_events(10);
     let footer = vec![
         format!("proxy   http://{proxy_addr}/   (algorithm: adaptive; try curl)"),
         format!("dashboard http://{admin_addr}/   (status: /api/v1/status, metrics: /metrics)"),
@@ -153,6 +153,7 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
     let started = Instant::now();
     let started_at = crate::clock::now();
     let mut events: Vec<String> = Vec::new();
+    let mut narrator = Narrator::new(started_at, FORECAST_EVERY);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     tokio::pin!(signal);
@@ -175,6 +176,15 @@ pub async fn run(options: DemoOptions, signal: impl Future<Output = ()>) -> Resu
                     Err(_) => break,
                 }
             }
+        }
+        for upstream in running.proxy().upstreams() {
+            let (anomalies, _) = upstream.anomalies();
+            events.extend(narrator.observe(
+                upstream.analysis().as_ref(),
+                &anomalies,
+                elapsed,
+                &named,
+            ));
         }
         let snapshot = load.take_interval();
         let status = running.proxy().status();
@@ -238,6 +248,223 @@ fn health_line(
         t.to,
         t.reason
     )
+}
+
+/// How often the demo narrates the forecast against the actual rate.
+const FORECAST_EVERY: Duration = Duration::from_secs(10);
+
+/// A capacity factor must move by this ratio (either way) from the last one narrated
+/// before a weight change is narrated again: the controller moves factors by up to 25% a
+/// tick, and one line per step would drown the view.
+const NARRATE_FACTOR_RATIO: f64 = 1.5;
+
+/// Turns what the traffic analyser decided into lines of the demo's event list: weight
+/// changes with their reasons, anomalies as they are reported, and now and then the
+/// forecast against the actual rate.
+///
+/// It reads only the analyser's own output ([`crate::Upstream::analysis`] and
+/// [`crate::Upstream::anomalies`], the same figures as the status and traffic APIs), so
+/// what it says is what the proxy decided.
+#[derive(Debug)]
+pub struct Narrator {
+    started_at_ms: u64,
+    forecast_every: Duration,
+    next_forecast: Duration,
+    /// Per backend address: the capacity factor and weight last narrated.
+    narrated: std::collections::HashMap<String, (f64, f64)>,
+    /// Anomalies already narrated: (time, kind, backend).
+    seen: std::collections::HashSet<(u64, &'static str, Option<String>)>,
+    /// The tick of the last report looked at.
+    last_tick_ms: Option<u64>,
+}
+
+impl Narrator {
+    /// A narrator for a demo that started at `started_at`, telling the forecast every
+    /// `forecast_every` (at least a second).
+    pub fn new(started_at: crate::clock::Nanos, forecast_every: Duration) -> Self {
+        let forecast_every = forecast_every.max(Duration::from_secs(1));
+        Self {
+            started_at_ms: started_at.as_u64() / 1_000_000,
+            forecast_every,
+            next_forecast: forecast_every,
+            narrated: std::collections::HashMap::new(),
+            seen: std::collections::HashSet::new(),
+            last_tick_ms: None,
+        }
+    }
+
+    /// The new narration lines, given the analyser's last tick report, its recent
+    /// anomalies (oldest first), the time since the demo started, and the demo's names
+    /// of the backends (others are shown by address).
+    pub fn observe(
+        &mut self,
+        report: Option<&smartlb_traffic::analysis::TickReport>,
+        anomalies: &[smartlb_traffic::analysis::Anomaly],
+        elapsed: Duration,
+        named: &[(String, std::net::SocketAddr)],
+    ) -> Vec<String> {
+        let mut lines = Vec::new();
+        self.seen.retain(|(at, kind, backend)| {
+            anomalies
+                .iter()
+                .any(|a| a.at_ms == *at && a.kind.as_str() == *kind && &a.backend == backend)
+        });
+        for anomaly in anomalies {
+            let key = (
+                anomaly.at_ms,
+                anomaly.kind.as_str(),
+                anomaly.backend.clone(),
+            );
+            if self.seen.insert(key) {
+                lines.push(self.anomaly_line(anomaly, named));
+            }
+        }
+        let Some(report) = report else {
+            return lines;
+        };
+        if self.last_tick_ms != Some(report.at_ms) {
+            self.last_tick_ms = Some(report.at_ms);
+            for decision in &report.weights {
+                if let Some(line) = self.weight_line(report.at_ms, decision, named) {
+                    lines.push(line);
+                }
+            }
+        }
+        if elapsed >= self.next_forecast {
+            while self.next_forecast <= elapsed {
+                self.next_forecast += self.forecast_every;
+            }
+            if let Some(line) = self.forecast_line(report) {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    /// `t=12.0s` for a time in the analyser's milliseconds.
+    fn stamp(&self, at_ms: u64) -> String {
+        format!(
+            "t={:.1}s",
+            at_ms.saturating_sub(self.started_at_ms) as f64 / 1000.0
+        )
+    }
+
+    fn anomaly_line(
+        &self,
+        anomaly: &smartlb_traffic::analysis::Anomaly,
+        named: &[(String, std::net::SocketAddr)],
+    ) -> String {
+        use smartlb_traffic::analysis::AnomalyKind;
+        let subject = anomaly
+            .backend
+            .as_deref()
+            .map_or_else(|| "request rate".to_string(), |b| display_name(b, named));
+        let (what, observed, expected) = match anomaly.kind {
+            AnomalyKind::RateSpike => (
+                "spike",
+                format!("{:.0} req/s", anomaly.observed),
+                format!("{:.0} req/s", anomaly.expected),
+            ),
+            AnomalyKind::RateDrop => (
+                "drop",
+                format!("{:.0} req/s", anomaly.observed),
+                format!("{:.0} req/s", anomaly.expected),
+            ),
+            AnomalyKind::Latency => (
+                "latency",
+                format!("{:.1} ms", anomaly.observed),
+                format!("{:.1} ms", anomaly.expected),
+            ),
+            AnomalyKind::ErrorRate => (
+                "error rate",
+                format!("{:.1}%", anomaly.observed * 100.0),
+                format!("{:.1}%", anomaly.expected * 100.0),
+            ),
+        };
+        format!(
+            "{} anomaly: {subject} {what} {observed}, expected {expected} from {}",
+            self.stamp(anomaly.at_ms),
+            match anomaly.reference {
+                smartlb_traffic::analysis::Reference::Forecast => "the forecast",
+                smartlb_traffic::analysis::Reference::OwnHistory => "its own history",
+                smartlb_traffic::analysis::Reference::Peers => "its peers",
+            }
+        )
+    }
+
+    /// A line when `decision`'s capacity factor has moved far enough from the one last
+    /// narrated (or come back to 1).
+    fn weight_line(
+        &mut self,
+        at_ms: u64,
+        decision: &smartlb_traffic::analysis::WeightDecision,
+        named: &[(String, std::net::SocketAddr)],
+    ) -> Option<String> {
+        use smartlb_traffic::analysis::Reason;
+        if !decision.factor.is_finite() || decision.factor <= 0.0 {
+            return None;
+        }
+        let Some(&(factor, weight)) = self.narrated.get(&decision.backend) else {
+            // First seen: the starting point of what is narrated later.
+            self.narrated
+                .insert(decision.backend.clone(), (decision.factor, decision.weight));
+            return None;
+        };
+        let ratio = decision.factor / factor;
+        let moved = ratio.max(1.0 / ratio) >= NARRATE_FACTOR_RATIO;
+        let back = (decision.factor - 1.0).abs() < 0.05 && (factor - 1.0).abs() >= 0.05;
+        if !moved && !back {
+            return None;
+        }
+        self.narrated
+            .insert(decision.backend.clone(), (decision.factor, decision.weight));
+        let reasons: Vec<String> = decision
+            .reasons
+            .iter()
+            .filter(|r| !matches!(r, Reason::Configured { .. }))
+            .map(ToString::to_string)
+            .collect();
+        let direction = if decision.factor < factor {
+            "loses share"
+        } else {
+            "gains share"
+        };
+        Some(format!(
+            "{} analysis: {} {direction}, weight {weight:.2} → {:.2} (capacity factor ×{:.2}): {}",
+            self.stamp(at_ms),
+            display_name(&decision.backend, named),
+            decision.weight,
+            decision.factor,
+            if reasons.is_empty() {
+                "back to its configured share".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        ))
+    }
+
+    fn forecast_line(&self, report: &smartlb_traffic::analysis::TickReport) -> Option<String> {
+        let f = &report.forecast;
+        let next = f.next_rps?;
+        let mut line = format!(
+            "{} forecast: {next:.0} req/s next second",
+            self.stamp(report.at_ms)
+        );
+        if let (Some(lower), Some(upper)) = (f.lower_rps, f.upper_rps)
+            && upper - lower >= 1.0
+        {
+            line.push_str(&format!(" (band {lower:.0}–{upper:.0})"));
+        }
+        line.push_str(&format!(", actual {:.0} req/s", f.actual_rps));
+        if f.error.samples > 0 {
+            line.push_str(&format!(
+                "; mean error so far {:.1}% over {} forecasts",
+                f.error.mape * 100.0,
+                f.error.samples
+            ));
+        }
+        Some(line)
+    }
 }
 
 fn print_summary(totals: &LoadSnapshot, elapsed: Duration) {
@@ -409,4 +636,155 @@ fn control(backend: &DemoBackendHandle, command: &str) -> Result<(), String> {
         other => return Err(format!("unknown command {other:?}")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smartlb_traffic::analysis::{
+        Anomaly, AnomalyKind, ForecastView, Reason, Reference, TickReport, WeightDecision,
+    };
+
+    fn named() -> Vec<(String, std::net::SocketAddr)> {
+        vec![
+            ("fast".to_string(), ([127, 0, 0, 1], 1001).into()),
+            ("slow".to_string(), ([127, 0, 0, 1], 1002).into()),
+        ]
+    }
+
+    fn decision(backend: &str, factor: f64) -> WeightDecision {
+        WeightDecision {
+            backend: backend.to_string(),
+            weight: factor,
+            computed: factor,
+            factor,
+            prewarm: 0,
+            reasons: vec![
+                Reason::Configured { weight: 1.0 },
+                Reason::Capacity {
+                    factor,
+                    latency_ms: 40.0,
+                    reference_ms: 5.0,
+                },
+            ],
+        }
+    }
+
+    fn report(at_s: u64, slow_factor: f64) -> TickReport {
+        TickReport {
+            at_ms: at_s * 1000,
+            forecast: ForecastView {
+                actual_rps: 200.0,
+                next_rps: Some(198.0),
+                lower_rps: Some(180.0),
+                upper_rps: Some(216.0),
+                ..ForecastView::default()
+            },
+            anomalies: Vec::new(),
+            weights: vec![
+                decision("127.0.0.1:1001", 1.0),
+                decision("127.0.0.1:1002", slow_factor),
+            ],
+        }
+    }
+
+    #[test]
+    fn narrates_weight_moves_with_reasons_once_they_are_large_enough() {
+        let mut narrator = Narrator::new(crate::clock::Nanos::ZERO, Duration::from_secs(60));
+        let named = named();
+        let mut lines = Vec::new();
+        for (t, factor) in [(1, 1.0), (2, 0.9), (3, 0.75), (4, 0.6), (5, 0.45), (6, 0.4)] {
+            let r = report(t, factor);
+            lines.extend(narrator.observe(Some(&r), &[], Duration::from_secs(t), &named));
+            // The same report seen twice (the view polls faster than the analyser
+            // ticks) says nothing new.
+            assert!(
+                narrator
+                    .observe(Some(&r), &[], Duration::from_secs(t), &named)
+                    .is_empty()
+            );
+        }
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("t=4.0s analysis: slow loses share, weight 1.00 → 0.60"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("capacity ×0.60 (latency 40.00 ms against 5.00 ms)"),
+            "{}",
+            lines[0]
+        );
+        // Back to its configured share.
+        let r = report(7, 1.0);
+        let back = narrator.observe(Some(&r), &[], Duration::from_secs(7), &named);
+        assert_eq!(back.len(), 1, "{back:#?}");
+        assert!(back[0].contains("slow gains share"), "{}", back[0]);
+    }
+
+    #[test]
+    fn narrates_each_anomaly_once_and_the_forecast_periodically() {
+        let mut narrator =
+            Narrator::new(crate::clock::Nanos::from_secs(100), Duration::from_secs(10));
+        let named = named();
+        let anomaly = Anomaly {
+            at_ms: 108_000,
+            kind: AnomalyKind::Latency,
+            backend: Some("127.0.0.1:1002".to_string()),
+            reference: Reference::OwnHistory,
+            observed: 72.34,
+            expected: 9.31,
+        };
+        let r = report(108, 1.0);
+        let lines = narrator.observe(
+            Some(&r),
+            std::slice::from_ref(&anomaly),
+            Duration::from_secs(8),
+            &named,
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "t=8.0s anomaly: slow latency 72.3 ms, expected 9.3 ms from its own history"
+                    .to_string()
+            ]
+        );
+        let r = report(110, 1.0);
+        let lines = narrator.observe(
+            Some(&r),
+            std::slice::from_ref(&anomaly),
+            Duration::from_secs(10),
+            &named,
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "t=10.0s forecast: 198 req/s next second (band 180–216), actual 200 req/s"
+                    .to_string()
+            ]
+        );
+        let r = report(111, 1.0);
+        assert!(
+            narrator
+                .observe(Some(&r), &[anomaly], Duration::from_secs(11), &named)
+                .is_empty()
+        );
+        // A rate anomaly has no backend.
+        let spike = Anomaly {
+            at_ms: 112_000,
+            kind: AnomalyKind::RateSpike,
+            backend: None,
+            reference: Reference::Forecast,
+            observed: 400.0,
+            expected: 200.0,
+        };
+        let lines = narrator.observe(None, &[spike], Duration::from_secs(12), &named);
+        assert_eq!(
+            lines,
+            vec![
+                "t=12.0s anomaly: request rate spike 400 req/s, expected 200 req/s from the forecast"
+                    .to_string()
+            ]
+        );
+    }
 }

@@ -1,23 +1,24 @@
 //! Upstreams whose backends come from DNS or etcd (`[upstream.discovery]`).
 //!
 //! At start-up each such upstream waits (at most [`FIRST_LOAD`]) for its source's first
-//! answer and is built from it; then a task follows the source and applies each change
-//! as the admin API would: a new backend enters through slow start, a changed weight
-//! applies at the next pick, a vanished backend drains and is dropped. A source that
-//! fails keeps the last known set (the discovery crate says so in the log).
+//! answer and is built from it; then a follower task applies each new answer to the
+//! upstream as a diff of its backends, as the admin API would: a new backend enters
+//! through slow start (and gets active health checks), a changed weight applies at the
+//! next pick, a vanished backend drains and is dropped. A source that fails keeps the
+//! last known set (the discovery crate says so in the log). The follower looks the
+//! upstream up by name at each answer, so it follows reloads that rebuild it; a reload
+//! that changes the discovery table restarts the source.
 
 use std::time::Duration;
 
 use smartlb_config::{Config, DiscoveryConfig};
-use smartlb_discovery::{Change, DiscoveryHandle};
+use smartlb_discovery::DiscoveryHandle;
 
 use crate::error::{BuildError, RunError};
 use crate::proxy::Proxy;
 
 /// How long start-up waits for a discovery source's first answer.
 const FIRST_LOAD: Duration = Duration::from_secs(10);
-/// How long a backend that vanished from its source may take to finish its requests.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// Starts the discovery sources of `config`, waits for their first answers, and returns
 /// the configuration with those backends filled in, plus the running sources.
@@ -61,36 +62,44 @@ pub(crate) async fn resolve(
     Ok((config, sources))
 }
 
-/// Follows each source, applying its changes to `proxy`, until the returned tasks are
-/// aborted (at shutdown).
-pub(crate) fn follow(
-    proxy: &Proxy,
-    sources: Vec<(String, DiscoveryHandle)>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    for (name, mut handle) in sources {
-        let Some(upstream) = proxy.upstream(&name).cloned() else {
-            continue;
-        };
-        tasks.push(tokio::spawn(async move {
-            while let Some(changes) = handle.changed().await {
-                for change in changes {
-                    match change {
-                        Change::Insert(backend) => {
-                            if let Err(error) = upstream.add_backend(&backend) {
-                                tracing::warn!(upstream = %name, %error, "discovered backend not added");
-                            }
-                        }
-                        Change::Update(backend) => {
-                            upstream.set_weight(&backend.address.to_string(), backend.weight);
-                        }
-                        Change::Remove(address) => {
-                            upstream.remove_backend(&address.to_string(), DRAIN_GRACE);
-                        }
+/// Follows each source (see [`follow_one`]) until the proxy stops.
+pub(crate) fn follow(proxy: &Proxy, sources: Vec<(String, DiscoveryHandle)>) {
+    for (name, handle) in sources {
+        proxy.hooks().follow(proxy, &name, handle);
+    }
+}
+
+/// A task that applies every answer of `handle` to the upstream named `name` (as it is at
+/// that moment: a reload may have rebuilt it) as a diff of its backends: a new backend
+/// enters through slow start, a changed weight applies at the next pick, a vanished
+/// backend drains and is dropped. An empty answer is applied too (the source is
+/// authoritative); a failing source keeps its last known set. The task ends when the
+/// source stops.
+pub(crate) fn spawn_follower(
+    proxy: Proxy,
+    name: String,
+    handle: DiscoveryHandle,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut sets = handle.subscribe();
+        let mut status = handle.subscribe_status();
+        // The first answer: wait for the source to load (a restarted source has not).
+        if status.wait_for(|s| s.loaded).await.is_err() {
+            return;
+        }
+        loop {
+            let backends = sets.borrow_and_update().clone();
+            match proxy.upstream(&name) {
+                Some(upstream) => {
+                    for change in crate::reload::apply_backends(&upstream, &backends) {
+                        tracing::info!(upstream = %name, source = handle.kind(), "discovery: {change}");
                     }
                 }
+                None => return,
             }
-        }));
-    }
-    tasks
+            if sets.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }

@@ -10,6 +10,9 @@ use smartlb_traffic::BackendStats;
 
 /// Default decay of the peak-EWMA latency estimate (as tower and linkerd use).
 pub(crate) const EWMA_DECAY: Duration = Duration::from_secs(10);
+/// The largest factor the traffic analysis may put on a configured weight (the weight
+/// controller's `max_factor`).
+const MAX_ANALYSIS_FACTOR: f64 = 4.0;
 /// Cost assumed for an endpoint without latency samples (tower's default).
 pub(crate) const EWMA_DEFAULT_NS: f64 = 30_000_000.0;
 /// Latency recorded for a connect error, reset or timeout, so that a backend failing fast
@@ -94,11 +97,13 @@ impl<S> Endpoint<S> {
         f64::from_bits(self.analysis_factor.load(Ordering::Relaxed))
     }
 
-    /// Sets the traffic analysis's factor (clamped to 0..=1; the weight controller keeps
-    /// a probing minimum itself).
+    /// Sets the traffic analysis's factor (clamped to `0..=4`, the weight controller's
+    /// range; it keeps a probing minimum itself). Factors above 1 matter: the controller
+    /// normalises them to a geometric mean of 1, so a backend that loses share is
+    /// matched by peers above 1, and cutting those at 1 would hide part of the move.
     pub fn set_analysis_factor(&self, factor: f64) {
         let factor = if factor.is_finite() {
-            factor.clamp(0.0, 1.0)
+            factor.clamp(0.0, MAX_ANALYSIS_FACTOR)
         } else {
             1.0
         };
@@ -148,6 +153,25 @@ impl<S> Endpoint<S> {
     /// The state reported to operators.
     pub fn state(&self, now: Nanos) -> HealthState {
         self.health.state(now)
+    }
+
+    /// The same backend over another service (a reload changed how it is reached): the
+    /// new endpoint shares this one's health state and statistics and keeps its weights;
+    /// its latency estimate starts afresh and it has no metric series until
+    /// [`Endpoint::with_metrics`].
+    pub(crate) fn with_service<T>(&self, service: T) -> Endpoint<T> {
+        Endpoint {
+            id: self.id,
+            address: self.address.clone(),
+            configured_weight: AtomicU32::new(self.configured_weight()),
+            backup: self.backup,
+            service,
+            metrics: None,
+            analysis_factor: AtomicU64::new(self.analysis_factor.load(Ordering::Relaxed)),
+            stats: self.stats.clone(),
+            health: self.health.clone(),
+            ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
+        }
     }
 
     pub(crate) fn observe_latency(&self, latency: Duration, now: Nanos) {

@@ -53,6 +53,32 @@ pub enum BuildError {
     /// A route names an upstream that does not exist.
     #[error("a route names the unknown upstream `{0}`")]
     UnknownUpstream(String),
+    /// The configuration asks for features this version validates but cannot serve yet
+    /// (see [`unsupported`]); it is refused rather than served without them.
+    #[error("not supported by this version of smartlb: {}", .0.join("; "))]
+    Unsupported(Vec<String>),
+}
+
+/// The settings of a valid configuration that this version cannot serve yet, one line
+/// each: TLS termination (`[server.tls]`) and `https://` backends. `smartlb check`
+/// prints them as notes; building a proxy refuses them ([`BuildError::Unsupported`]), so
+/// that no setting is silently ignored.
+pub fn unsupported(config: &smartlb_config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if config.server.tls.is_some() {
+        out.push("[server.tls] (TLS termination)".to_owned());
+    }
+    for upstream in &config.upstreams {
+        for backend in &upstream.backends {
+            if backend.address.scheme == smartlb_config::Scheme::Https {
+                out.push(format!(
+                    "upstream `{}`: https:// backend {} (TLS to backends)",
+                    upstream.name, backend.address
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Why the proxy stopped with an error.

@@ -8,7 +8,10 @@
 //!   connections ([`smartlb_proxy::BackendClient`]); records the outcome into
 //!   [`smartlb_traffic`] statistics and [`smartlb_health`] outlier detection; and retries
 //!   on another backend when that is safe and the retry budget allows;
-//! - [`start`] / [`run`] serve a configuration: listeners, admin API, health checks.
+//! - [`start`] / [`run`] serve a configuration: listeners, admin API, health checks;
+//! - [`Proxy::reload`] (and [`run_file`] on SIGHUP, on file change and through the admin
+//!   API) applies a changed configuration in place: backends, upstreams, routes,
+//!   listeners and timeouts, keeping what did not change (pools, health, statistics).
 //!
 //! Both [`Proxy`] and [`Upstream`] are tower `Service<http::Request<B>>`s, so they mount in
 //! an axum router or any hyper server. [`Balance`] balances over services of your own.
@@ -50,6 +53,7 @@
 mod admin;
 mod background;
 pub mod balance;
+pub mod cache;
 pub mod clock;
 pub mod demo;
 mod discovery;
@@ -58,25 +62,29 @@ mod error;
 mod health_options;
 pub mod logging;
 mod proxy;
+pub mod ratelimit;
 mod reload;
 mod retry;
 mod router;
 pub mod runtime;
 mod server;
 mod set;
+mod split;
 mod upstream;
 
 pub use balance::{Balance, BalanceError};
 pub use endpoint::Endpoint;
-pub use error::{BuildError, RunError};
-pub use proxy::Proxy;
-pub use reload::{EtcdConfigError, ReloadError, run_etcd};
+pub use error::{BuildError, RunError, unsupported};
+pub use proxy::{Proxy, ProxyService, RequestIds};
+pub use reload::{ConfigWatcher, EtcdConfigError, ReloadError, WATCH_DEBOUNCE, run_etcd};
 pub use retry::{RetryPolicy, is_idempotent};
 pub use router::Router;
 pub use server::{Running, run, run_file, server_options, start, start_with};
 pub use set::EndpointSet;
 pub use smartlb_health::HealthEvent;
-pub use upstream::{Backend, MembershipError, REPLAY_BODY_LIMIT, Upstream, UpstreamBuilder};
+pub use upstream::{
+    Backend, MembershipError, REPLAY_BODY_LIMIT, Served, Upstream, UpstreamBuilder,
+};
 
 pub use smartlb_balance as algorithms;
 pub use smartlb_config as config;

@@ -13,16 +13,19 @@ use http_body::Body;
 use smartlb_admin::{AdminSource, BackendStatus, StatusReport, UpstreamStatus};
 use smartlb_config::Config;
 use smartlb_proxy::ProxyBody;
+use tower_http::request_id::{MakeRequestId, PropagateRequestId, RequestId, SetRequestId};
 
+use crate::cache::Lookup;
 use crate::clock;
 use crate::error::BuildError;
-use crate::router::Router;
+use crate::router::{RoutePolicy, Router};
 use crate::upstream::Upstream;
 
 /// The proxy: routes each request to an upstream, which balances it over its backends.
 ///
 /// A tower `Service<http::Request<B>>` that never fails (errors become the proxy's own
-/// responses). Cloning is cheap.
+/// responses). Cloning is cheap (one `Arc`). The routing table and the upstreams sit
+/// behind one atomic pointer that a reload replaces: a request reads it once.
 #[derive(Clone, Debug)]
 pub struct Proxy {
     inner: Arc<Inner>,
@@ -30,12 +33,15 @@ pub struct Proxy {
 
 #[derive(Debug)]
 struct Inner {
-    router: Router,
-    upstreams: Vec<Upstream>,
+    /// The routes and upstreams, swapped whole by a reload.
+    router: crate::router::Routes,
     access_log: bool,
     started: Instant,
     source: crate::reload::Source,
     version: std::sync::Mutex<Option<smartlb_admin::ConfigVersion>>,
+    /// What a reload needs beyond the table: the configuration applied last, the served
+    /// listeners, the background tasks to wake.
+    hooks: crate::reload::Hooks,
 }
 
 impl Proxy {
@@ -46,12 +52,18 @@ impl Proxy {
     /// See [`BuildError`]: a backend name that does not resolve, or a discovery kind this
     /// build cannot follow.
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
+        let unsupported = crate::error::unsupported(config);
+        if !unsupported.is_empty() {
+            return Err(BuildError::Unsupported(unsupported));
+        }
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| Upstream::from_config(u, config.server.request_timeout))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::from_upstreams(upstreams, &config.routes, config.log.access_log)
+        let proxy = Self::from_upstreams(upstreams, &config.routes, config.log.access_log)?;
+        proxy.inner.hooks.set_config(config.clone());
+        Ok(proxy)
     }
 
     /// Builds a proxy over upstreams built by hand, routed by `routes` (every request goes
@@ -68,12 +80,12 @@ impl Proxy {
         let router = Router::new(routes, &upstreams)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                router,
-                upstreams,
+                router: crate::router::Routes::new(crate::router::Table { router, upstreams }),
                 access_log,
                 started: Instant::now(),
                 source: crate::reload::Source::new(),
                 version: std::sync::Mutex::new(None),
+                hooks: crate::reload::Hooks::default(),
             }),
         })
     }
@@ -114,14 +126,31 @@ impl Proxy {
         self.inner.source.get().cloned()
     }
 
-    /// The upstreams, in configuration order.
-    pub fn upstreams(&self) -> &[Upstream] {
-        &self.inner.upstreams
+    /// The upstreams, in configuration order, as they are now (a reload may add, remove
+    /// or rebuild upstreams afterwards).
+    pub fn upstreams(&self) -> Vec<Upstream> {
+        self.inner.router.table().upstreams.clone()
     }
 
-    /// The upstream named `name`.
-    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
-        self.inner.upstreams.iter().find(|u| u.name() == name)
+    /// The upstream named `name`, as it is now.
+    pub fn upstream(&self, name: &str) -> Option<Upstream> {
+        self.inner
+            .router
+            .table()
+            .upstreams
+            .iter()
+            .find(|u| u.name() == name)
+            .cloned()
+    }
+
+    /// The live routing table.
+    pub(crate) fn routes(&self) -> &crate::router::Routes {
+        &self.inner.router
+    }
+
+    /// What reloads share.
+    pub(crate) fn hooks(&self) -> &crate::reload::Hooks {
+        &self.inner.hooks
     }
 
     /// Handles one request.
@@ -130,15 +159,14 @@ impl Proxy {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let Some(upstream) = self.inner.router.route(&req) else {
+        let Some((upstream, policy)) = self.inner.router.route_with_policy(&req) else {
             return smartlb_proxy::error_response(StatusCode::NOT_FOUND, "no-route");
         };
-        let mut req = req;
-        let request_id = request_id(&mut req);
         if !self.inner.access_log {
-            let mut resp = upstream.forward(req).await;
-            resp.headers_mut().insert(X_REQUEST_ID, request_id);
-            return resp;
+            return match policy {
+                None => upstream.forward(req).await,
+                Some(policy) => respond(&upstream, &policy, req).await.0,
+            };
         }
         let started = Instant::now();
         let method = req.method().clone();
@@ -155,8 +183,11 @@ impl Proxy {
             .get::<smartlb_proxy::ClientInfo>()
             .map(|c| c.remote.to_string())
             .unwrap_or_default();
-        let upstream = upstream.clone();
-        let mut resp = upstream.forward(req).await;
+        let request_id = req.headers().get(&X_REQUEST_ID).cloned();
+        let (resp, served) = match policy {
+            None => upstream.forward_served(req).await,
+            Some(policy) => respond(&upstream, &policy, req).await,
+        };
         let bytes = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -170,11 +201,12 @@ impl Proxy {
             path,
             status = resp.status().as_u16(),
             upstream = upstream.name(),
+            backend = served.backend().unwrap_or("-"),
+            retries = served.retries(),
             bytes,
             duration_ms = started.elapsed().as_secs_f64() * 1e3,
-            request_id = request_id.to_str().unwrap_or(""),
+            request_id = request_id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or(""),
         );
-        resp.headers_mut().insert(X_REQUEST_ID, request_id);
         resp
     }
 
@@ -192,6 +224,8 @@ impl Proxy {
                 .clone(),
             upstreams: self
                 .inner
+                .router
+                .table()
                 .upstreams
                 .iter()
                 .map(|u| {
@@ -230,7 +264,7 @@ impl Proxy {
     /// Whether every upstream has at least one backend that may take requests.
     pub fn ready(&self) -> bool {
         let now = clock::now();
-        self.inner.upstreams.iter().all(|u| {
+        self.inner.router.table().upstreams.iter().all(|u| {
             u.endpoints()
                 .endpoints()
                 .iter()
@@ -239,29 +273,68 @@ impl Proxy {
     }
 }
 
-/// The request id header: kept when the client sent one, generated otherwise, forwarded
-/// to the backend and returned to the client.
+/// Answers a request on a route with a rate limit or a cache: refused over the limit,
+/// answered from the cache when fresh, else forwarded (and stored when cacheable).
+async fn respond<B>(
+    upstream: &Upstream,
+    policy: &RoutePolicy,
+    req: Request<B>,
+) -> (Response<ProxyBody>, crate::upstream::Served)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if let Some(limit) = &policy.rate_limit
+        && let Err(wait) = limit.check(&req)
+    {
+        return (limit.refuse(wait), crate::upstream::Served::default());
+    }
+    let Some(cache) = &policy.cache else {
+        return upstream.forward_served(req).await;
+    };
+    match cache.lookup(&req) {
+        Lookup::Hit(resp) => (resp, crate::upstream::Served::default()),
+        Lookup::Bypass => upstream.forward_served(req).await,
+        Lookup::Miss(key) => {
+            let (resp, served) = upstream.forward_served(req).await;
+            (cache.store(key, resp).await, served)
+        }
+    }
+}
+
+/// The request id header: kept when the client sent one, made otherwise (see
+/// [`RequestIds`]), forwarded to the backend and returned to the client.
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// The request's id: the client's `x-request-id` when it sent a usable one, else a new
-/// random one (16 hex digits) set on the request.
-fn request_id<B>(req: &mut Request<B>) -> http::HeaderValue {
-    if let Some(id) = req.headers().get(&X_REQUEST_ID)
-        && !id.is_empty()
-        && id.len() <= 128
-    {
-        return id.clone();
+/// The proxy as the binary serves it: tower-http's request-id layers around [`Proxy`].
+/// A client's `x-request-id` is kept; a request without one gets a new id (see
+/// [`RequestIds`]); either way the backend receives it, the access log names it and the
+/// client gets it back on the response.
+pub type ProxyService = SetRequestId<PropagateRequestId<Proxy>, RequestIds>;
+
+impl Proxy {
+    /// This proxy wrapped in the request-id layers ([`ProxyService`]): what
+    /// [`crate::start`] serves, and what an embedder serves for the same behaviour.
+    pub fn service(&self) -> ProxyService {
+        SetRequestId::x_request_id(PropagateRequestId::x_request_id(self.clone()), RequestIds)
     }
-    let n = crate::set::with_rng(smartlb_balance::Rng::next_u64);
-    let mut buf = [0u8; 16];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, byte) in buf.iter_mut().enumerate() {
-        *byte = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+}
+
+/// Makes request ids: 16 random hex digits (64 bits) from a per-thread generator, with no
+/// lock and no system call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIds;
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let n = crate::set::with_rng(smartlb_balance::Rng::next_u64);
+        let mut buf = [0u8; 16];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in buf.iter_mut().enumerate() {
+            *byte = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        http::HeaderValue::from_bytes(&buf).ok().map(RequestId::new)
     }
-    let id =
-        http::HeaderValue::from_bytes(&buf).unwrap_or_else(|_| http::HeaderValue::from_static("0"));
-    req.headers_mut().insert(X_REQUEST_ID, id.clone());
-    id
 }
 
 impl AdminSource for Proxy {
@@ -275,6 +348,10 @@ impl AdminSource for Proxy {
 
     fn ready(&self) -> bool {
         Proxy::ready(self)
+    }
+
+    fn routes(&self) -> smartlb_admin::RoutesReport {
+        Proxy::routes_report(self)
     }
 }
 

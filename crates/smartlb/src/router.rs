@@ -1,13 +1,16 @@
 //! Routing: which upstream a request goes to, by host and path prefix, with weighted splits.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::Request;
-use smartlb_balance::Rng;
 use smartlb_config::{HostMatch, RouteConfig};
 
+use crate::cache::ResponseCache;
 use crate::error::BuildError;
-use crate::set::with_rng;
+use crate::ratelimit::RateLimit;
+use crate::split::Split;
 use crate::upstream::Upstream;
 
 /// Routes requests to upstreams.
@@ -26,8 +29,10 @@ pub struct Router {
 struct Route {
     host: Option<HostMatch>,
     path_prefix: Option<String>,
-    targets: Vec<(Upstream, u32)>,
-    total_weight: u64,
+    /// The upstreams and their live weights (shared with the canary and the admin API).
+    split: Arc<Split>,
+    /// The route's rate limit and response cache, when it has either.
+    policy: Option<Arc<RoutePolicy>>,
 }
 
 impl Router {
@@ -48,12 +53,12 @@ impl Router {
                     .ok_or_else(|| BuildError::UnknownUpstream(target.upstream.clone()))?;
                 targets.push(((*upstream).clone(), target.weight));
             }
-            let total_weight = targets.iter().map(|(_, w)| u64::from(*w)).sum();
+            let split = Split::new(targets, route.canary.as_ref(), route_label(route));
             built.push(Route {
                 host: route.host.clone(),
                 path_prefix: route.path_prefix.clone(),
-                targets,
-                total_weight,
+                split: Arc::new(split),
+                policy: RoutePolicy::new(route).map(Arc::new),
             });
         }
         Ok(Self {
@@ -68,8 +73,17 @@ impl Router {
 
     /// The upstream for `req`, or `None` when no route matches.
     pub fn route<B>(&self, req: &Request<B>) -> Option<&Upstream> {
+        self.route_with_policy(req).map(|(upstream, _)| upstream)
+    }
+
+    /// The upstream for `req` and the matching route's rate limit and cache, or `None`
+    /// when no route matches.
+    pub(crate) fn route_with_policy<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Option<(&Upstream, Option<&Arc<RoutePolicy>>)> {
         if let Some(default) = &self.default {
-            return Some(default);
+            return Some((default, None));
         }
         let host = request_host(req);
         let path = req.uri().path();
@@ -79,18 +93,62 @@ impl Router {
                 .is_none_or(|h| host.is_some_and(|host| h.matches(host)))
                 && r.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
         })?;
-        if route.targets.len() == 1 || route.total_weight == 0 {
-            return route.targets.first().map(|(u, _)| u);
+        route.split.pick().map(|u| (u, route.policy.as_ref()))
+    }
+}
+
+impl Router {
+    /// Each route's split, in matching order (empty without routes).
+    pub(crate) fn splits(&self) -> impl Iterator<Item = &Arc<Split>> {
+        self.routes.iter().map(|r| &r.split)
+    }
+}
+
+/// What a request is routed over: the routing table and the upstreams it points at,
+/// replaced together on reload.
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// The routes.
+    pub(crate) router: Router,
+    /// Every upstream, in configuration order.
+    pub(crate) upstreams: Vec<Upstream>,
+}
+
+/// The live routing table: read with one atomic load per request, replaced whole (and
+/// atomically) by a reload. A request keeps the table it started with.
+#[derive(Debug)]
+pub(crate) struct Routes {
+    current: ArcSwap<Table>,
+}
+
+impl Routes {
+    pub(crate) fn new(table: Table) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(table),
         }
-        let mut point = with_rng(|rng| rng.next_u64()) % route.total_weight;
-        for (upstream, weight) in &route.targets {
-            let weight = u64::from(*weight);
-            if point < weight {
-                return Some(upstream);
-            }
-            point -= weight;
-        }
-        route.targets.last().map(|(u, _)| u)
+    }
+
+    /// The upstream for `req` with its route's rate limit and cache, or `None` when no
+    /// route matches.
+    pub(crate) fn route_with_policy<B>(
+        &self,
+        req: &Request<B>,
+    ) -> Option<(Upstream, Option<Arc<RoutePolicy>>)> {
+        self.current
+            .load()
+            .router
+            .route_with_policy(req)
+            .map(|(u, p)| (u.clone(), p.cloned()))
+    }
+
+    /// The current table.
+    pub(crate) fn table(&self) -> Arc<Table> {
+        self.current.load_full()
+    }
+
+    /// Swaps `table` in; requests routed from now on use it.
+    pub(crate) fn store(&self, table: Table) {
+        self.current.store(Arc::new(table));
     }
 }
 
@@ -126,4 +184,44 @@ mod tests {
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:80"), "::1");
     }
+}
+
+/// A route's own traffic controls: its rate limit and its response cache.
+#[derive(Debug)]
+pub(crate) struct RoutePolicy {
+    /// `[route.rate_limit]`.
+    pub(crate) rate_limit: Option<RateLimit>,
+    /// `[route.cache]`.
+    pub(crate) cache: Option<ResponseCache>,
+}
+
+impl RoutePolicy {
+    /// The controls `route` configures, or `None` when it has none.
+    fn new(route: &RouteConfig) -> Option<Self> {
+        if route.rate_limit.is_none() && route.cache.is_none() {
+            return None;
+        }
+        let label = route_label(route);
+        Some(Self {
+            rate_limit: route
+                .rate_limit
+                .as_ref()
+                .map(|c| RateLimit::new(c, label.clone())),
+            cache: route
+                .cache
+                .as_ref()
+                .map(|c| ResponseCache::new(c, label.clone())),
+        })
+    }
+}
+
+/// A route's name in metrics: its host (or `*`) followed by its path prefix (or `/`),
+/// such as `api.example.com/api`.
+pub(crate) fn route_label(route: &RouteConfig) -> String {
+    let host = match &route.host {
+        None => "*".to_owned(),
+        Some(HostMatch::Exact(h)) => h.clone(),
+        Some(HostMatch::Wildcard(suffix)) => format!("*.{suffix}"),
+    };
+    format!("{host}{}", route.path_prefix.as_deref().unwrap_or("/"))
 }

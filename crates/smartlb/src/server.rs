@@ -1,11 +1,19 @@
 //! Running the proxy: listeners, the admin server and the background tasks, started
 //! together and stopped together.
+//!
+//! The proxy's listeners follow reloads (`Listeners::apply`): each listening socket is
+//! served by an accept loop ([`smartlb_proxy::serve`]) that this module can stop on its
+//! own. A removed address stops accepting at once while the connections it accepted
+//! finish (up to `server.shutdown_grace`); a new one is bound and served; new server
+//! timeouts and limits start a new accept loop on the same socket (a duplicate of its
+//! descriptor, so no connection waiting in the accept queue is lost) and let the old loop
+//! finish its connections.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use smartlb_config::Config;
+use smartlb_config::{Config, ServerConfig};
 use smartlb_proxy::ServerOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,7 +30,7 @@ use crate::proxy::Proxy;
 #[must_use = "dropping a Running stops the proxy"]
 pub struct Running {
     proxy: Proxy,
-    listen: Vec<SocketAddr>,
+    listeners: Arc<Listeners>,
     admin: SocketAddr,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
@@ -31,7 +39,10 @@ pub struct Running {
 
 /// Server options from the `[server]` table.
 pub fn server_options(config: &Config) -> ServerOptions {
-    let s = &config.server;
+    options_of(&config.server)
+}
+
+fn options_of(s: &ServerConfig) -> ServerOptions {
     ServerOptions {
         header_read_timeout: s.header_read_timeout,
         idle_timeout: s.idle_timeout,
@@ -43,7 +54,7 @@ pub fn server_options(config: &Config) -> ServerOptions {
 }
 
 /// Builds the proxy for `config`, binds every listener and the admin address, and starts
-/// serving and the background tasks (health checks, statistics).
+/// serving and the background tasks (health checks, statistics, discovery).
 ///
 /// # Errors
 ///
@@ -51,21 +62,21 @@ pub fn server_options(config: &Config) -> ServerOptions {
 pub async fn start(config: &Config) -> Result<Running, RunError> {
     // Install the recorder before any backend creates its metric handles.
     let _ = metrics_handle();
-    let (config, sources) = crate::discovery::resolve(config).await?;
-    let config = &config;
-    let proxy = Proxy::from_config(config)?;
-    let followers = crate::discovery::follow(&proxy, sources);
+    let (resolved, sources) = crate::discovery::resolve(config).await?;
+    let proxy = Proxy::from_config(&resolved)?;
+    // Reloads compare against the file as written (discovery tables included).
+    proxy.hooks().set_config(config.clone());
+    crate::discovery::follow(&proxy, sources);
     let mut listeners = Vec::with_capacity(config.server.listen.len());
     for &address in &config.server.listen {
-        listeners.push(bind(address).await?);
+        listeners.push(bind(address)?);
     }
-    let admin_listener = bind(config.admin.listen).await?;
-    let mut running = start_with(proxy, config, listeners, admin_listener)?;
-    running.background.extend(followers);
-    Ok(running)
+    let admin_listener = bind(config.admin.listen)?;
+    start_with(proxy, config, listeners, admin_listener)
 }
 
-/// Like [`start`], over a proxy and listeners the caller made.
+/// Like [`start`], over a proxy and listeners the caller made. The listeners are matched
+/// to `config.server.listen` in order, so that a reload knows which address each serves.
 ///
 /// # Errors
 ///
@@ -78,19 +89,24 @@ pub fn start_with(
 ) -> Result<Running, RunError> {
     let (stop, stopped) = watch::channel(false);
     let options = server_options(config);
-    let mut listen = Vec::with_capacity(listeners.len());
-    let mut servers = Vec::with_capacity(listeners.len() + 1);
-    for listener in listeners {
-        listen.push(listener.local_addr().map_err(RunError::Serve)?);
-        let service = proxy.clone();
-        let stopped = stopped.clone();
-        servers.push(tokio::spawn(smartlb_proxy::serve(
-            listener,
-            service,
-            options.clone(),
-            wait_stop(stopped),
-        )));
+    let listeners_state = Arc::new(Listeners {
+        state: Mutex::new(ListenerState {
+            options: options.clone(),
+            active: Vec::with_capacity(listeners.len()),
+            retired: Vec::new(),
+        }),
+        stopped: stopped.clone(),
+    });
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let local = listener.local_addr().map_err(RunError::Serve)?;
+        let configured = config.server.listen.get(i).copied().unwrap_or(local);
+        let socket = listener.into_std().map_err(RunError::Serve)?;
+        let active = listeners_state
+            .serve(&proxy, configured, local, socket, &options)
+            .map_err(RunError::Serve)?;
+        listeners_state.lock().active.push(active);
     }
+    proxy.hooks().set_server(Arc::downgrade(&listeners_state));
     let admin = admin_listener.local_addr().map_err(RunError::Serve)?;
     let source: Arc<dyn smartlb_admin::AdminSource> = Arc::new(proxy.clone());
     let mut admin_server = smartlb_admin::AdminServer::new(source)
@@ -99,19 +115,180 @@ pub fn start_with(
     if let Some(handle) = metrics_handle() {
         admin_server = admin_server.with_metrics(handle);
     }
-    servers.push(tokio::spawn(
+    let servers = vec![tokio::spawn(
         admin_server.serve(admin_listener, wait_stop(stopped.clone())),
-    ));
-    let background = crate::background::spawn(&proxy, stopped);
+    )];
+    let mut background = crate::background::spawn(&proxy, stopped.clone());
+    background.push(crate::split::spawn_canaries(&proxy, stopped));
+    let listen = listeners_state.addrs();
     tracing::info!(listen = ?listen, %admin, "smartlb is serving");
     Ok(Running {
         proxy,
-        listen,
+        listeners: listeners_state,
         admin,
         stop,
         servers,
         background,
     })
+}
+
+/// The proxy's listening sockets and their accept loops, changed by reloads.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    state: Mutex<ListenerState>,
+    /// Turns `true` when the whole server stops.
+    stopped: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+struct ListenerState {
+    /// The options new accept loops get.
+    options: ServerOptions,
+    active: Vec<Active>,
+    /// Accept loops told to stop, finishing their connections.
+    retired: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// One listening socket and the accept loop serving it.
+#[derive(Debug)]
+struct Active {
+    /// The address as configured (port 0 stays 0).
+    configured: SocketAddr,
+    /// The address bound.
+    local: SocketAddr,
+    /// The socket (a descriptor of its own): a new accept loop gets a duplicate.
+    socket: std::net::TcpListener,
+    /// Stops this accept loop (`true`, or dropped).
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Listeners {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ListenerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The addresses served now.
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.lock().active.iter().map(|a| a.local).collect()
+    }
+
+    /// Starts an accept loop on a duplicate of `socket`, stopped by the whole server's
+    /// stop or by the returned `Active`'s own.
+    fn serve(
+        &self,
+        proxy: &Proxy,
+        configured: SocketAddr,
+        local: SocketAddr,
+        socket: std::net::TcpListener,
+        options: &ServerOptions,
+    ) -> std::io::Result<Active> {
+        let listener = TcpListener::from_std(socket.try_clone()?)?;
+        let (stop, own) = watch::channel(false);
+        let all = self.stopped.clone();
+        let task = tokio::spawn(smartlb_proxy::serve(
+            listener,
+            proxy.service(),
+            options.clone(),
+            async move {
+                tokio::select! {
+                    () = wait_stop(all) => {}
+                    () = wait_stop(own) => {}
+                }
+            },
+        ));
+        Ok(Active {
+            configured,
+            local,
+            socket,
+            stop,
+            task,
+        })
+    }
+
+    /// Applies a reloaded `[server]` table: binds new addresses, stops accepting on
+    /// removed ones (their connections finish), and gives new options to new accept
+    /// loops. Returns a line per change.
+    pub(crate) fn apply(&self, proxy: &Proxy, server: &ServerConfig) -> Vec<String> {
+        let options = options_of(server);
+        let mut changes = Vec::new();
+        let mut state = self.lock();
+        let old = std::mem::take(&mut state.active);
+        let mut kept = Vec::with_capacity(old.len());
+        let mut wanted: Vec<SocketAddr> = server.listen.clone();
+        for active in old {
+            match wanted.iter().position(|w| *w == active.configured) {
+                Some(i) => {
+                    wanted.remove(i);
+                    kept.push(active);
+                }
+                None => {
+                    let _ = active.stop.send(true);
+                    changes.push(format!(
+                        "stopped listening on {} (accepted connections finish)",
+                        active.local
+                    ));
+                    tracing::info!(address = %active.local, "listener removed; its connections finish");
+                    state.retired.push(active.task);
+                }
+            }
+        }
+        if options != state.options {
+            changes.push(
+                "server timeouts and limits changed: they apply to new connections".to_string(),
+            );
+            let mut renewed = Vec::with_capacity(kept.len());
+            for active in kept {
+                match active.socket.try_clone().and_then(|socket| {
+                    self.serve(proxy, active.configured, active.local, socket, &options)
+                }) {
+                    Ok(next) => {
+                        let _ = active.stop.send(true);
+                        state.retired.push(active.task);
+                        renewed.push(next);
+                    }
+                    Err(error) => {
+                        changes.push(format!("{}: keeps its old options: {error}", active.local));
+                        renewed.push(active);
+                    }
+                }
+            }
+            kept = renewed;
+            state.options = options.clone();
+        }
+        for address in wanted {
+            let served = bind(address).and_then(|listener| {
+                let local = listener.local_addr().map_err(RunError::Serve)?;
+                let socket = listener.into_std().map_err(RunError::Serve)?;
+                self.serve(proxy, address, local, socket, &options)
+                    .map_err(RunError::Serve)
+            });
+            match served {
+                Ok(active) => {
+                    changes.push(format!("listening on {}", active.local));
+                    tracing::info!(address = %active.local, "listener added");
+                    kept.push(active);
+                }
+                Err(error) => changes.push(format!(
+                    "not listening on {address}: {}",
+                    crate::error_chain(&error)
+                )),
+            }
+        }
+        state.retired.retain(|task| !task.is_finished());
+        state.active = kept;
+        changes
+    }
+
+    /// Every accept loop's task, active and retired (at shutdown).
+    fn take_tasks(&self) -> Vec<JoinHandle<std::io::Result<()>>> {
+        let mut state = self.lock();
+        let mut tasks: Vec<_> = std::mem::take(&mut state.retired);
+        for active in std::mem::take(&mut state.active) {
+            tasks.push(active.task);
+        }
+        tasks
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use. `None` (and a warning) when
@@ -126,7 +303,7 @@ fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     }
 }
 
-async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {
+fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {
     let socket = if address.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -155,9 +332,10 @@ impl Running {
         &self.proxy
     }
 
-    /// The addresses the proxy listens on (with the real port when 0 was configured).
-    pub fn listen_addrs(&self) -> &[SocketAddr] {
-        &self.listen
+    /// The addresses the proxy listens on now (with the real port when 0 was
+    /// configured), in configuration order; a reload may change them.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.addrs()
     }
 
     /// The admin server's address.
@@ -183,8 +361,11 @@ impl Running {
     /// A listener had failed while serving.
     pub async fn shutdown(self) -> Result<(), RunError> {
         let _ = self.stop.send(true);
+        self.proxy.hooks().stop_followers();
         let mut result = Ok(());
-        for server in self.servers {
+        let mut servers = self.servers;
+        servers.extend(self.listeners.take_tasks());
+        for server in servers {
             match server.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => result = Err(RunError::Serve(error)),
@@ -210,7 +391,9 @@ pub async fn run(config: &Config, signal: impl Future<Output = ()>) -> Result<()
 }
 
 /// Runs the proxy configured by the file at `path` until `signal` resolves, reloading the
-/// file on SIGHUP and on `POST /api/v1/reload`.
+/// file on SIGHUP, on `POST /api/v1/reload`, and when the file changes (see
+/// [`Proxy::watch_config`]; if the file cannot be watched, a warning is logged and the
+/// other two ways still work).
 ///
 /// # Errors
 ///
@@ -223,5 +406,14 @@ pub async fn run_file(
     let running = start(config).await?;
     running.proxy().set_config_source(path);
     crate::reload::spawn_sighup(running.proxy().clone());
-    running.run_until(signal).await
+    let watcher = match running.proxy().watch_config() {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(file = %path.display(), %error, "cannot watch the configuration file; reload with SIGHUP or the admin API");
+            None
+        }
+    };
+    let result = running.run_until(signal).await;
+    drop(watcher);
+    result
 }

@@ -79,22 +79,26 @@ struct Inner {
     /// The name again, shared by the health events.
     label: Arc<str>,
     events: broadcast::Sender<HealthEvent>,
-    set: ArcSwap<EndpointSet<BackendClient>>,
-    retry: RetryPolicy,
+    /// The membership: shared with the upstream this one was rebuilt from (and into) on
+    /// reload, so that membership changes reach whichever object still holds it.
+    set: Arc<ArcSwap<EndpointSet<BackendClient>>>,
+    retry: Arc<RetryPolicy>,
     hash_key: Option<HashKey>,
     check: Option<CheckConfig>,
-    series: Mutex<UpstreamSeries>,
+    series: Arc<Mutex<UpstreamSeries>>,
     metrics: smartlb_admin::metrics::UpstreamMetrics,
     health_options: smartlb_health::HealthConfig,
     budget: Arc<EjectionBudget>,
     client_options: ClientOptions,
     /// Serialises membership changes (admin API); never taken on the request path.
-    membership: Mutex<()>,
+    membership: Arc<Mutex<()>>,
     /// How often the statistics and the analysis advance (`analysis.tick`).
     tick: std::time::Duration,
     /// Forecasting, anomaly detection and the weight controller (`analysis.enabled`);
     /// run by the statistics tick, never on the request path.
-    analysis: Option<Mutex<Analysis>>,
+    analysis: Option<Arc<Mutex<Analysis>>>,
+    /// The configuration this upstream was built from (reload diffs against it).
+    config: UpstreamConfig,
 }
 
 /// The analyser of one upstream and what its last tick decided.
@@ -175,25 +179,28 @@ impl Upstream {
                 name: config.name.clone(),
                 label: Arc::from(config.name.as_str()),
                 events: broadcast::channel(EVENT_BUFFER).0,
-                set: ArcSwap::from_pointee(EndpointSet::new(algorithm, endpoints)),
-                retry: RetryPolicy::new(&config.retry),
+                set: Arc::new(ArcSwap::from_pointee(EndpointSet::new(
+                    algorithm, endpoints,
+                ))),
+                retry: Arc::new(RetryPolicy::new(&config.retry)),
                 hash_key: config.hash_key.clone(),
                 check: crate::health_options::check_options(config),
-                series: Mutex::new(series),
+                series: Arc::new(Mutex::new(series)),
                 metrics: smartlb_admin::metrics::UpstreamMetrics::new(&config.name),
                 health_options,
                 budget,
                 client_options,
-                membership: Mutex::new(()),
+                membership: Arc::new(Mutex::new(())),
                 tick: config.analysis.tick,
                 analysis: config.analysis.enabled.then(|| {
-                    Mutex::new(Analysis {
+                    Arc::new(Mutex::new(Analysis {
                         analyzer: crate::health_options::analyzer(config),
                         apply: config.analysis.mode == smartlb_config::AnalysisMode::Enforce
                             && algorithm == Algorithm::Adaptive,
                         last: None,
-                    })
+                    }))
                 }),
+                config: config.clone(),
             }),
         })
     }
@@ -468,7 +475,15 @@ impl Upstream {
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            upstream.forget(&address);
+            // Undrained meanwhile (added again): it stays.
+            let still_draining = upstream
+                .endpoints()
+                .endpoints()
+                .iter()
+                .any(|e| e.address() == address && e.health().is_draining());
+            if still_draining {
+                upstream.forget(&address);
+            }
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -526,7 +541,171 @@ impl Upstream {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        forward(&self.inner, req).await.0
+    }
+
+    /// Like [`Upstream::forward`], also saying which backend answered and after how many
+    /// retries (for the access log).
+    pub async fn forward_served<B>(&self, req: Request<B>) -> (Response<ProxyBody>, Served)
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         forward(&self.inner, req).await
+    }
+}
+
+/// Which backend served a request, and how many times it was retried.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    backend: Option<Arc<Backend>>,
+    retries: u32,
+}
+
+impl Served {
+    /// The address of the backend whose answer (or failure) the client got; `None` when no
+    /// backend was tried (none available, or the request was refused first).
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref().map(Backend::address)
+    }
+
+    /// How many times the request was sent again after a failed attempt.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+}
+
+/// Reload support: rebuilding an upstream with new settings around the same backends.
+impl Upstream {
+    /// The configuration this upstream was built from (its backends as they were then).
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.inner.config
+    }
+
+    /// Whether `self` and `other` are the same upstream object (not a rebuilt one).
+    pub fn ptr_eq(&self, other: &Upstream) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// A new upstream object with the settings of `config` over this one's backends
+    /// (the backend list of `config` is not applied here: the caller applies it as a
+    /// diff). What it can, it keeps and shares with `self`: the endpoints with their
+    /// pools, health state and statistics, the traffic history (unless `analysis.tick` or
+    /// `analysis.history` changed), the analyser (unless `[upstream.analysis]` changed),
+    /// the retry budget (unless `[upstream.retry]` changed), the ejection budget and the
+    /// health event subscribers. Health, outlier and slow-start settings are applied to
+    /// each backend's health state in place; a new connect or request timeout gives each
+    /// backend a new client (new connections) keeping its health and statistics.
+    ///
+    /// Requests in flight finish on the old object; the caller swaps the new one in.
+    pub(crate) fn reconfigured(
+        &self,
+        config: &UpstreamConfig,
+        server_request_timeout: std::time::Duration,
+    ) -> Result<Upstream, BuildError> {
+        let old = &self.inner;
+        let algorithm: Algorithm =
+            config
+                .algorithm
+                .as_str()
+                .parse()
+                .map_err(|_| BuildError::Algorithm {
+                    upstream: config.name.clone(),
+                    algorithm: config.algorithm.as_str().to_string(),
+                })?;
+        let series_changed = config.analysis.tick != old.config.analysis.tick
+            || config.analysis.history != old.config.analysis.history;
+        let series_config = SeriesConfig::new(config.analysis.tick, config.analysis.history)
+            .map_err(|source| BuildError::Analysis {
+                upstream: config.name.clone(),
+                reason: source.to_string(),
+            })?;
+        let health_options = crate::health_options::options(config);
+        let client_options = ClientOptions {
+            connect_timeout: config.connect_timeout,
+            request_timeout: server_request_timeout,
+            ..old.client_options.clone()
+        };
+        let _guard = old
+            .membership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = clock::now();
+        let current = old.set.load_full();
+        let mut endpoints = current.endpoints().to_vec();
+        if health_options != old.health_options {
+            for endpoint in &endpoints {
+                note(
+                    old,
+                    endpoint,
+                    endpoint.health().reconfigure(&health_options, now),
+                );
+            }
+        }
+        let clients_changed = client_options != old.client_options;
+        if clients_changed {
+            endpoints = endpoints
+                .into_iter()
+                .map(|e| match resolve(e.address()) {
+                    Ok(addr) => Arc::new(
+                        e.with_service(BackendClient::new(addr, client_options.clone()))
+                            .with_metrics(&config.name),
+                    ),
+                    Err(_) => e,
+                })
+                .collect();
+        }
+        if series_changed {
+            let mut series = UpstreamSeries::new(series_config, now);
+            for endpoint in &endpoints {
+                series.add_backend(endpoint.address(), endpoint.stats().clone(), now);
+            }
+            *old.series.lock().unwrap_or_else(PoisonError::into_inner) = series;
+        }
+        if clients_changed || algorithm != current.algorithm() {
+            old.set
+                .store(Arc::new(EndpointSet::new(algorithm, endpoints)));
+        }
+        let apply = config.analysis.mode == smartlb_config::AnalysisMode::Enforce
+            && algorithm == Algorithm::Adaptive;
+        let analysis = match &old.analysis {
+            Some(shared) if !series_changed && config.analysis == old.config.analysis => {
+                shared.lock().unwrap_or_else(PoisonError::into_inner).apply = apply;
+                Some(shared.clone())
+            }
+            _ => config.analysis.enabled.then(|| {
+                Arc::new(Mutex::new(Analysis {
+                    analyzer: crate::health_options::analyzer(config),
+                    apply,
+                    last: None,
+                }))
+            }),
+        };
+        let retry = if config.retry == old.config.retry {
+            old.retry.clone()
+        } else {
+            Arc::new(RetryPolicy::new(&config.retry))
+        };
+        Ok(Upstream {
+            inner: Arc::new(Inner {
+                name: config.name.clone(),
+                label: old.label.clone(),
+                events: old.events.clone(),
+                set: old.set.clone(),
+                retry,
+                hash_key: config.hash_key.clone(),
+                check: crate::health_options::check_options(config),
+                series: old.series.clone(),
+                metrics: smartlb_admin::metrics::UpstreamMetrics::new(&config.name),
+                health_options,
+                budget: old.budget.clone(),
+                client_options,
+                membership: old.membership.clone(),
+                tick: config.analysis.tick,
+                analysis,
+                config: config.clone(),
+            }),
+        })
     }
 }
 
@@ -588,11 +767,19 @@ enum Attempt {
 /// What it takes to send a request again after it reached a backend: its head as the
 /// client sent it and, when it has one, its buffered body.
 struct Replay {
-    head: http::request::Parts,
+    head: Head,
     body: Option<Bytes>,
 }
 
-async fn forward<B>(inner: &Inner, req: Request<B>) -> Response<ProxyBody>
+/// A request head as the client sent it, without extensions, and the client's address
+/// (the one extension header preparation needs): kept apart, so that the copy taken of
+/// every replayable request allocates no extension map.
+struct Head {
+    parts: http::request::Parts,
+    client: Option<ClientInfo>,
+}
+
+async fn forward<B>(inner: &Inner, req: Request<B>) -> (Response<ProxyBody>, Served)
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -602,6 +789,9 @@ where
         (None, Algorithm::IpHash) => client_ip_hash(&req),
         _ => None,
     };
+    // Session persistence: the backend the request's cookie names, while it is available.
+    let sticky = inner.config.sticky.as_ref();
+    let wanted = sticky.and_then(|s| sticky_cookie(&req, &s.cookie));
     let mut req = req.map(ProxyBody::new);
     inner.retry.deposit();
 
@@ -624,9 +814,12 @@ where
                 Ok(replay) => replay,
                 Err(error) => {
                     tracing::debug!(upstream = %inner.name, error, "reading the request body failed");
-                    return smartlb_proxy::error_response(
-                        StatusCode::BAD_REQUEST,
-                        smartlb_proxy::cause::BAD_REQUEST,
+                    return (
+                        smartlb_proxy::error_response(
+                            StatusCode::BAD_REQUEST,
+                            smartlb_proxy::cause::BAD_REQUEST,
+                        ),
+                        Served::default(),
                     );
                 }
             }
@@ -646,17 +839,34 @@ where
         let set = inner.set.load();
         // Prefer a backend not tried yet, then a backup as the last resort, then any
         // eligible one (a single backend may well accept the second connection).
-        let picked = set.pick(now, hash, &tried[..tried_len]).or_else(|| {
-            if tried_len > 0 {
-                untried_backup(&set, now, &tried[..tried_len]).or_else(|| set.pick(now, hash, &[]))
-            } else {
-                None
-            }
-        });
+        let pinned = match wanted {
+            Some(token) if attempt == 0 => set.endpoints().iter().find(|e| {
+                !e.is_backup()
+                    && e.health().is_available(now)
+                    && sticky_token(&inner.name, e.address()) == token
+            }),
+            _ => None,
+        };
+        let picked = pinned
+            .or_else(|| set.pick(now, hash, &tried[..tried_len]))
+            .or_else(|| {
+                if tried_len > 0 {
+                    untried_backup(&set, now, &tried[..tried_len])
+                        .or_else(|| set.pick(now, hash, &[]))
+                } else {
+                    None
+                }
+            });
         let Some(endpoint) = picked else {
-            return smartlb_proxy::error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-healthy-backend",
+            return (
+                smartlb_proxy::error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no-healthy-backend",
+                ),
+                Served {
+                    backend: None,
+                    retries: attempt,
+                },
             );
         };
         if tried_len < tried.len() {
@@ -664,17 +874,25 @@ where
             tried_len += 1;
         }
         let may_retry = attempt < inner.retry.attempts();
-        match try_once(
-            inner,
-            endpoint,
-            current,
-            started,
-            may_retry,
-            replay.as_ref(),
-        )
-        .await
-        {
-            Attempt::Done(resp) => return resp,
+        // Awaited here rather than in `try_once`: one async layer less moving the request.
+        let guard = endpoint.stats().start();
+        let result = endpoint.service().send(current).await;
+        // The outcome is recorded by `try_once`, once it is classified.
+        drop(guard);
+        match try_once(inner, endpoint, result, started, may_retry, replay.as_ref()) {
+            Attempt::Done(mut resp) => {
+                if let Some(sticky) = sticky {
+                    let token = sticky_token(&inner.name, endpoint.address());
+                    if wanted != Some(token) {
+                        set_sticky_cookie(&mut resp, sticky, token);
+                    }
+                }
+                let served = Served {
+                    backend: Some(endpoint.clone()),
+                    retries: attempt,
+                };
+                return (resp, served);
+            }
             Attempt::Retry(next) => {
                 inner.metrics.retry();
                 current = next;
@@ -682,7 +900,48 @@ where
         }
     }
     // Unreachable in practice: the last attempt never asks for a retry.
-    smartlb_proxy::error_response(StatusCode::BAD_GATEWAY, "retries-exhausted")
+    (
+        smartlb_proxy::error_response(StatusCode::BAD_GATEWAY, "retries-exhausted"),
+        Served::default(),
+    )
+}
+
+/// The opaque name of a backend in sticky cookies: a hash of the upstream's name and the
+/// backend's configured address (the same in every smartlb instance, and not the address).
+fn sticky_token(upstream: &str, address: &str) -> u64 {
+    let mut key = Vec::with_capacity(upstream.len() + address.len() + 1);
+    key.extend_from_slice(upstream.as_bytes());
+    key.push(b'\n');
+    key.extend_from_slice(address.as_bytes());
+    hash_bytes(&key)
+}
+
+/// The backend token of the request's sticky cookie `name`, when it has a well-formed one.
+fn sticky_cookie<B>(req: &Request<B>, name: &str) -> Option<u64> {
+    req.headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// Adds the cookie that holds the client to the backend named by `token`.
+fn set_sticky_cookie(
+    resp: &mut Response<ProxyBody>,
+    sticky: &smartlb_config::StickyConfig,
+    token: u64,
+) {
+    let cookie = format!(
+        "{}={token:016x}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        sticky.cookie,
+        sticky.ttl.as_secs().max(1)
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(http::header::SET_COOKIE, value);
+    }
 }
 
 /// An available backup not tried yet for this request, the least loaded one: where a
@@ -800,21 +1059,18 @@ impl Body for Prefixed {
     }
 }
 
-async fn try_once(
+/// Records the result of one attempt on `endpoint` and says what to do next.
+fn try_once(
     inner: &Inner,
     endpoint: &Arc<Backend>,
-    req: Request<ProxyBody>,
+    result: Result<Response<ProxyBody>, smartlb_proxy::ProxyError>,
     started: Instant,
     may_retry: bool,
     replay: Option<&Replay>,
 ) -> Attempt {
-    let guard = endpoint.stats().start();
-    let result = endpoint.service().send(req).await;
     let finished = Instant::now();
     let latency = finished.saturating_duration_since(started);
     let done = clock::at(finished);
-    // The outcome is recorded below, once it is classified.
-    drop(guard);
     if let Some(metrics) = endpoint.metrics() {
         let code = match &result {
             Ok(resp) => resp.status().as_u16(),
@@ -924,18 +1180,17 @@ fn publish(inner: &Inner, backend: &str, transition: &Transition) {
     });
 }
 
-/// A copy of the request's head as the client sent it, with the client's address (the
-/// one extension header preparation needs).
-fn head_of<B>(req: &Request<B>) -> http::request::Parts {
+/// A copy of the request's head as the client sent it, with the client's address.
+fn head_of<B>(req: &Request<B>) -> Head {
     let mut head = Request::new(());
     *head.method_mut() = req.method().clone();
     *head.uri_mut() = req.uri().clone();
     *head.version_mut() = req.version();
     *head.headers_mut() = req.headers().clone();
-    if let Some(info) = req.extensions().get::<ClientInfo>() {
-        head.extensions_mut().insert(*info);
+    Head {
+        parts: head.into_parts().0,
+        client: req.extensions().get::<ClientInfo>().copied(),
     }
-    head.into_parts().0
 }
 
 /// The request again, from its head and buffered body.
@@ -944,7 +1199,11 @@ fn rebuild(replay: &Replay) -> Request<ProxyBody> {
         Some(data) => ProxyBody::full(data.clone()),
         None => ProxyBody::empty(),
     };
-    Request::from_parts(replay.head.clone(), body)
+    let mut req = Request::from_parts(replay.head.parts.clone(), body);
+    if let Some(client) = replay.head.client {
+        req.extensions_mut().insert(client);
+    }
+    req
 }
 
 impl<B> tower_service::Service<Request<B>> for Upstream
@@ -962,7 +1221,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
-        Box::pin(async move { Ok(forward(&inner, req).await) })
+        Box::pin(async move { Ok(forward(&inner, req).await.0) })
     }
 }
 
@@ -1120,7 +1379,7 @@ mod tests {
         assert!(is_small(req.body()));
         let replay = buffer(&mut req).await.expect("read").expect("replayable");
         assert_eq!(replay.body.as_deref(), Some(&b"hello world"[..]));
-        assert_eq!(replay.head.headers["x-kept"], "yes");
+        assert_eq!(replay.head.parts.headers["x-kept"], "yes");
         // The first attempt sends the same bytes; so does every replay.
         assert_eq!(frames(req.into_body()).await.0, b"hello world");
         for _ in 0..2 {

@@ -1,76 +1,103 @@
-//! A minimal etcd v3 client over the server's HTTP/JSON gateway: a prefix (or key)
-//! read and a watch stream, which is all discovery needs.
-//!
-//! The gateway is part of every etcd v3 server (`/v3/kv/range`, `/v3/watch` on the
-//! client URL) and speaks the gRPC API's messages as JSON, so this needs only an HTTP
-//! client and no generated protobuf code.
+//! The two etcd v3 calls discovery needs, a key range read and a watch, over etcd's gRPC
+//! API with the `etcd-client` crate; one endpoint at a time, moving to the next after a
+//! failure.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use etcd_client::{ConnectOptions, GetOptions, WatchOptions};
 use smartlb_config::BackendAddress;
-use tokio::net::TcpStream;
-
-use super::wire::{
-    RangeRequest, RangeResponse, WatchCreateRequest, WatchEnvelope, WatchRequest, WatchResponse,
-    encode, error_message,
-};
-use crate::handle::AbortOnDrop;
 
 /// Largest range response read (etcd's own default request limit is 1.5 MiB per
 /// value; a prefix holds many).
 const MAX_RANGE_BYTES: usize = 64 << 20;
-/// Largest single watch message buffered.
+/// Largest single watch message accepted.
 const MAX_WATCH_MESSAGE: usize = 16 << 20;
+/// HTTP/2 keep-alive pings on an open watch, so that a server that vanishes without
+/// closing the connection (a host lost, a network partition) is noticed. etcd refuses
+/// pings more often than every 5 s by default.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Talks to one of a cluster's endpoints at a time, moving to the next on failure.
-#[derive(Debug)]
 pub(crate) struct Client {
     endpoints: Vec<BackendAddress>,
     next: usize,
     timeout: Duration,
+    /// The connection to the current endpoint, kept from a read to the watch that
+    /// follows it; dropped after a failure.
+    connection: Option<etcd_client::Client>,
 }
 
-struct Conn {
-    sender: http1::SendRequest<Full<Bytes>>,
-    authority: String,
-    _driver: AbortOnDrop,
+/// A key and its value as read or watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyValue {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+    pub(crate) mod_revision: i64,
+}
+
+/// The keys of a range and the store revision they were read at.
+#[derive(Debug)]
+pub(crate) struct Range {
+    pub(crate) revision: i64,
+    pub(crate) kvs: Vec<KeyValue>,
+}
+
+/// One change to a watched key.
+#[derive(Debug)]
+pub(crate) struct Event {
+    /// The key was deleted (`kv` holds the key and the revision of the deletion).
+    pub(crate) delete: bool,
+    pub(crate) kv: KeyValue,
+}
+
+/// One message of a watch.
+#[derive(Debug, Default)]
+pub(crate) struct WatchMessage {
+    /// The store revision when the message was sent.
+    pub(crate) revision: i64,
+    pub(crate) created: bool,
+    pub(crate) canceled: bool,
+    /// Set when the watch was cancelled because its start revision was compacted away.
+    pub(crate) compact_revision: i64,
+    pub(crate) cancel_reason: String,
+    pub(crate) events: Vec<Event>,
 }
 
 /// An open watch: its messages as they arrive.
 pub(crate) struct WatchStream {
-    body: Incoming,
-    buf: Vec<u8>,
-    conn: Conn,
+    stream: etcd_client::WatchStream,
+    endpoint: String,
+    /// The connection the watch runs on.
+    _client: etcd_client::Client,
 }
 
 impl Client {
-    /// `timeout` bounds each connection attempt and each read (not a watch's life).
+    /// `timeout` bounds each connection attempt, each read and the opening of a watch
+    /// (not a watch's life).
     pub(crate) fn new(endpoints: Vec<BackendAddress>, timeout: Duration) -> Self {
         Client {
             endpoints,
             next: 0,
             timeout,
+            connection: None,
         }
     }
 
     /// The endpoint the next request goes to.
-    pub(crate) fn endpoint(&self) -> Option<&BackendAddress> {
+    fn endpoint(&self) -> Option<&BackendAddress> {
         self.endpoints.get(self.next % self.endpoints.len().max(1))
+    }
+
+    /// After a failure, the next attempt goes to the next endpoint, on a new connection.
+    pub(crate) fn rotate(&mut self) {
+        self.next = self.next.wrapping_add(1);
+        self.connection = None;
     }
 
     /// Every key in `[key, range_end)` (just `key` when `range_end` is empty).
     ///
     /// Errors name the endpoint; after one, the next call goes to the next endpoint.
-    pub(crate) async fn range(
-        &mut self,
-        key: &[u8],
-        range_end: &[u8],
-    ) -> Result<RangeResponse, String> {
+    pub(crate) async fn range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Range, String> {
         let result = self.try_range(key, range_end).await;
         self.checked(result)
     }
@@ -98,30 +125,60 @@ impl Client {
         })
     }
 
-    async fn try_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<RangeResponse, String> {
-        let body = serde_json::to_vec(&RangeRequest {
-            key: encode(key),
-            range_end: encode_end(range_end),
-        })
-        .map_err(|e| e.to_string())?;
+    /// A client for the current endpoint. Connecting is lazy: the first call connects,
+    /// and a failure to connect is that call's error.
+    async fn connect(&mut self) -> Result<(etcd_client::Client, String), String> {
+        let Some(endpoint) = self.endpoint() else {
+            return Err("no etcd endpoints".to_string());
+        };
+        if let Some(client) = &self.connection {
+            return Ok((client.clone(), endpoint.to_string()));
+        }
+        let url = format!("http://{}", endpoint.authority());
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.timeout)
+            .with_keep_alive(KEEPALIVE_INTERVAL, self.timeout)
+            .with_tcp_keepalive(KEEPALIVE_INTERVAL);
+        let endpoint = endpoint.to_string();
+        let client = etcd_client::Client::connect([url.as_str()], Some(options))
+            .await
+            .map_err(|e| describe(&e))?;
+        self.connection = Some(client.clone());
+        Ok((client, endpoint))
+    }
+
+    async fn try_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Range, String> {
         let timeout = self.timeout;
-        let (status, body) = tokio::time::timeout(timeout, async {
-            let mut conn = self.connect().await?;
-            let response = conn.post("/v3/kv/range", body).await?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_RANGE_BYTES)
-                .collect()
+        let mut options = GetOptions::new();
+        if !range_end.is_empty() {
+            options = options.with_range(range_end);
+        }
+        let mut response = tokio::time::timeout(timeout, async {
+            let (client, _) = self.connect().await?;
+            client
+                .kv_client()
+                .max_decoding_message_size(MAX_RANGE_BYTES)
+                .get(key, Some(options))
                 .await
-                .map_err(|e| format!("reading the range response: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, body))
+                .map_err(|e| describe(&e))
         })
         .await
         .map_err(|_| format!("no answer within {timeout:?}"))??;
-        if !status.is_success() {
-            return Err(http_error(status, &body));
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("bad range response: {e}"))
+        let revision = response.header().map_or(0, |h| h.revision());
+        let kvs = response
+            .take_kvs()
+            .into_iter()
+            .map(|kv| {
+                let mod_revision = kv.mod_revision();
+                let (key, value) = kv.into_key_value();
+                KeyValue {
+                    key,
+                    value,
+                    mod_revision,
+                }
+            })
+            .collect();
+        Ok(Range { revision, kvs })
     }
 
     async fn try_watch(
@@ -130,166 +187,134 @@ impl Client {
         range_end: &[u8],
         start_revision: i64,
     ) -> Result<WatchStream, String> {
-        let body = serde_json::to_vec(&WatchRequest {
-            create_request: WatchCreateRequest {
-                key: encode(key),
-                range_end: encode_end(range_end),
-                start_revision: start_revision.to_string(),
-            },
-        })
-        .map_err(|e| e.to_string())?;
         let timeout = self.timeout;
-        let (conn, response) = tokio::time::timeout(timeout, async {
-            let mut conn = self.connect().await?;
-            let response = conn.post("/v3/watch", body).await?;
-            Ok::<_, String>((conn, response))
+        let mut options = WatchOptions::new().with_start_revision(start_revision);
+        if !range_end.is_empty() {
+            options = options.with_range(range_end);
+        }
+        tokio::time::timeout(timeout, async {
+            let (client, endpoint) = self.connect().await?;
+            let stream = client
+                .watch_client()
+                .max_decoding_message_size(MAX_WATCH_MESSAGE)
+                .watch(key, Some(options))
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(WatchStream {
+                stream,
+                endpoint,
+                _client: client,
+            })
         })
         .await
-        .map_err(|_| format!("no answer within {timeout:?}"))??;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = tokio::time::timeout(
-                timeout,
-                Limited::new(response.into_body(), 64 << 10).collect(),
-            )
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-            return Err(http_error(status, &body));
-        }
-        Ok(WatchStream {
-            body: response.into_body(),
-            buf: Vec::new(),
-            conn,
-        })
-    }
-
-    /// After a failure, the next attempt goes to the next endpoint.
-    pub(crate) fn rotate(&mut self) {
-        self.next = self.next.wrapping_add(1);
-    }
-
-    async fn connect(&mut self) -> Result<Conn, String> {
-        let Some(endpoint) = self.endpoint().cloned() else {
-            return Err("no etcd endpoints".to_string());
-        };
-        let stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        // A server that vanishes without closing the connection (a host lost, a network
-        // partition) is noticed by keep-alive probes rather than never.
-        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(10));
-        #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-        let keepalive = keepalive.with_interval(Duration::from_secs(3));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        let driver = AbortOnDrop(tokio::spawn(async move {
-            let _ = connection.await;
-        }));
-        Ok(Conn {
-            sender,
-            authority: endpoint.authority(),
-            _driver: driver,
-        })
-    }
-}
-
-impl Conn {
-    async fn post(
-        &mut self,
-        path: &str,
-        body: Vec<u8>,
-    ) -> Result<http::Response<Incoming>, String> {
-        let request = http::Request::post(path)
-            .header(http::header::HOST, &self.authority)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| e.to_string())?;
-        self.sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{path}: {e}"))
+        .map_err(|_| format!("no answer within {timeout:?}"))?
     }
 }
 
 impl WatchStream {
-    /// The next message; an error (naming the endpoint) when the stream broke, ended
-    /// or said so.
-    pub(crate) async fn next(&mut self) -> Result<WatchResponse, String> {
-        self.next_message()
-            .await
-            .map_err(|e| format!("{}: {e}", self.conn.authority))
+    /// The next message; an error (naming the endpoint) when the stream broke or ended.
+    pub(crate) async fn next(&mut self) -> Result<WatchMessage, String> {
+        match self.stream.message().await {
+            Ok(Some(response)) => Ok(convert(&response)),
+            Ok(None) => Err(format!("{}: the server closed the watch", self.endpoint)),
+            Err(e) => Err(format!(
+                "{}: the watch broke: {}",
+                self.endpoint,
+                describe(&e)
+            )),
+        }
     }
+}
 
-    async fn next_message(&mut self) -> Result<WatchResponse, String> {
-        loop {
-            if let Some(message) = self.parse_one()? {
-                return Ok(message);
+fn convert(response: &etcd_client::WatchResponse) -> WatchMessage {
+    WatchMessage {
+        revision: response.header().map_or(0, |h| h.revision()),
+        created: response.created(),
+        canceled: response.canceled(),
+        compact_revision: response.compact_revision(),
+        cancel_reason: response.cancel_reason().to_string(),
+        events: response
+            .events()
+            .iter()
+            .filter_map(|event| {
+                let kv = event.kv()?;
+                Some(Event {
+                    // A deletion resets a key's version to 0; every write leaves it at 1
+                    // or more. (This reads the event type without `Event::event_type`,
+                    // which panics on a type it does not know.)
+                    delete: kv.version() == 0,
+                    kv: KeyValue {
+                        key: kv.key().to_vec(),
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    },
+                })
+            })
+            .collect(),
+    }
+}
+
+/// An etcd-client error in a few words: for a gRPC status, its code and message.
+fn describe(error: &etcd_client::Error) -> String {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            if message.is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                format!("{:?}: {message}", status.code())
             }
-            match self.body.frame().await {
-                None => return Err("the server closed the watch".to_string()),
-                Some(Err(e)) => return Err(format!("the watch broke: {e}")),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                        if self.buf.len() > MAX_WATCH_MESSAGE {
-                            return Err(format!(
-                                "a watch message is larger than {MAX_WATCH_MESSAGE} bytes"
-                            ));
-                        }
-                    }
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
                 }
+                source = cause.source();
             }
-        }
-    }
-
-    /// One complete message from the buffer, if there is one. Messages are JSON
-    /// objects one after another (the gateway separates them with newlines).
-    fn parse_one(&mut self) -> Result<Option<WatchResponse>, String> {
-        let Some(start) = self.buf.iter().position(|b| !b.is_ascii_whitespace()) else {
-            self.buf.clear();
-            return Ok(None);
-        };
-        let mut messages =
-            serde_json::Deserializer::from_slice(&self.buf[start..]).into_iter::<WatchEnvelope>();
-        let envelope = match messages.next() {
-            None => return Ok(None),
-            Some(Err(e)) if e.is_eof() => return Ok(None),
-            Some(Err(e)) => return Err(format!("bad watch message: {e}")),
-            Some(Ok(envelope)) => envelope,
-        };
-        let used = start + messages.byte_offset();
-        self.buf.drain(..used);
-        match envelope {
-            WatchEnvelope {
-                result: Some(response),
-                ..
-            } => Ok(Some(response)),
-            WatchEnvelope {
-                error: Some(error), ..
-            } => Err(error_message(&error)),
-            _ => Err("a watch message with neither result nor error".to_string()),
+            text
         }
     }
 }
 
-fn encode_end(range_end: &[u8]) -> String {
-    if range_end.is_empty() {
-        String::new()
-    } else {
-        encode(range_end)
+/// The end of the range holding every key that starts with `prefix`: the prefix with
+/// its last byte below 0xff incremented and what follows dropped; `[0]` (every key from
+/// `prefix` on) when there is no such byte.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
     }
+    vec![0]
 }
 
-fn http_error(status: http::StatusCode, body: &[u8]) -> String {
-    let detail = serde_json::from_slice::<serde_json::Value>(body)
-        .map(|v| error_message(&v))
-        .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-    format!("HTTP {status}: {detail}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn errors_are_described_with_their_causes() {
+        let error = etcd_client::Error::WatchError("gone".to_string());
+        assert_eq!(describe(&error), "watch error: gone");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            describe(&etcd_client::Error::IoError(io)),
+            "io error: refused"
+        );
+    }
 }

@@ -9,7 +9,6 @@
 //! meanwhile, the range is read again whole.
 
 mod client;
-mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,8 +18,7 @@ use serde::Deserialize;
 use smartlb_config::{BackendAddress, BackendConfig, EtcdDiscovery, Scheme};
 use tokio::sync::watch;
 
-use self::client::Client;
-use self::wire::prefix_end;
+use self::client::{Client, prefix_end};
 use crate::DiscoveryOptions;
 use crate::backoff::{self, Backoff};
 use crate::change::normalize;
@@ -197,7 +195,7 @@ impl<S: Sink> Watcher<S> {
                     );
                 }
             }
-            self.revision = response.header.revision;
+            self.revision = response.revision;
             self.synced = true;
             self.publish();
             self.reached();
@@ -245,11 +243,11 @@ impl<S: Sink> Watcher<S> {
             }
             if response.events.is_empty() {
                 // A progress notification: every change up to its revision was sent.
-                self.revision = self.revision.max(response.header.revision);
+                self.revision = self.revision.max(response.revision);
                 continue;
             }
             for event in response.events {
-                let delete = event.is_delete();
+                let delete = event.delete;
                 let kv = event.kv;
                 self.revision = self.revision.max(kv.mod_revision);
                 let value = if delete {

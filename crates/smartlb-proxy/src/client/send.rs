@@ -21,7 +21,7 @@ use super::connect::Conn;
 use super::{Inner, upgrade};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
-use crate::headers::{self, is_prepared, is_upgrade_request, to_upstream_form};
+use crate::headers::{self, is_upgrade_request, to_upstream_form};
 use crate::server::ClientInfo;
 
 /// What [`SendRequest::try_send_request`] answers.
@@ -91,11 +91,13 @@ where
                         this.state.set(State::Done);
                         continue;
                     };
-                    if let Err(e) = prepare(inner, req) {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(e));
-                    }
-                    let upgrade = is_upgrade_request(req);
+                    let upgrade = match prepare(inner, req) {
+                        Ok(upgrade) => upgrade,
+                        Err(e) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e));
+                        }
+                    };
                     let popped = if upgrade { None } else { inner.pool.pop() };
                     let Some(req) = slot.take() else {
                         continue;
@@ -184,10 +186,14 @@ where
 
 /// Prepares the request's headers for the backend (once) and puts it in the form
 /// an HTTP/1.1 backend expects.
-fn prepare(inner: &Inner, req: &mut Request<ProxyBody>) -> Result<(), ProxyError> {
-    if !is_prepared(req) {
-        let client = req.extensions().get::<ClientInfo>().copied();
-        headers::prepare(req, client.as_ref());
-    }
-    to_upstream_form(req, &inner.host).map_err(ProxyError::bad_request)
+/// Returns whether the request is an upgrade.
+fn prepare(inner: &Inner, req: &mut Request<ProxyBody>) -> Result<bool, ProxyError> {
+    let client = req.extensions().get::<ClientInfo>().copied();
+    // A request handed back by a failed attempt was prepared already.
+    let upgrade = match headers::prepare(req, client.as_ref()) {
+        Some(upgrade) => upgrade,
+        None => is_upgrade_request(req),
+    };
+    to_upstream_form(req, &inner.host).map_err(ProxyError::bad_request)?;
+    Ok(upgrade)
 }

@@ -5,9 +5,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -205,32 +207,59 @@ pub(crate) async fn run_connection<S>(
         conn.as_mut().graceful_shutdown();
     }
 
+    // The watchdog futures (server state, timer) are polled with their own waker,
+    // and only after it fired: the task wakes several times per request for the
+    // connection's I/O, and polling them on each of those wake-ups would cost a
+    // lock and a timer check every time.
+    let side = Arc::new(SideWake::default());
+    let side_waker = Waker::from(side.clone());
     loop {
-        tokio::select! {
-            biased;
-            res = conn.as_mut() => {
+        let event = {
+            let changed = state.changed();
+            tokio::pin!(changed);
+            // A new state future needs its first poll to register.
+            side.pending.store(true, Ordering::Relaxed);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(res) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Done(res));
+                }
+                side.task.register(cx.waker());
+                if !side.pending.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
+                }
+                let mut side_cx = Context::from_waker(&side_waker);
+                if let Poll::Ready(res) = changed.as_mut().poll(&mut side_cx) {
+                    return Poll::Ready(Event::State(res.is_ok()));
+                }
+                if watch != Watch::Off && timer.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Done(res) => {
                 if let Err(e) = res {
                     tracing::debug!(%remote, error = %e, "downstream connection ended with an error");
                 }
                 return;
             }
-            changed = state.changed() => {
-                if changed.is_err() {
-                    // The server is gone.
-                    return;
-                }
-                match *state.borrow_and_update() {
-                    ServerState::Running => {}
-                    ServerState::Draining => {
-                        if !closing {
-                            closing = true;
-                            conn.as_mut().graceful_shutdown();
-                        }
-                    }
-                    ServerState::Abort => return,
-                }
+            Event::State(false) => {
+                // The server is gone.
+                return;
             }
-            () = &mut timer, if watch != Watch::Off => {
+            Event::State(true) => match *state.borrow_and_update() {
+                ServerState::Running => {}
+                ServerState::Draining => {
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                ServerState::Abort => return,
+            },
+            Event::Timer => {
                 let now = Instant::now();
                 match watch {
                     Watch::FirstHead => {
@@ -238,7 +267,11 @@ pub(crate) async fn run_connection<S>(
                             tracing::debug!(%remote, "no request head within header_read_timeout; closing");
                             return;
                         }
-                        watch = if cfg.idle_timeout.is_zero() { Watch::Off } else { Watch::Idle };
+                        watch = if cfg.idle_timeout.is_zero() {
+                            Watch::Off
+                        } else {
+                            Watch::Idle
+                        };
                         last_activity = shared.activity();
                         quiet_since = now;
                     }
@@ -263,5 +296,34 @@ pub(crate) async fn run_connection<S>(
                 }
             }
         }
+    }
+}
+
+/// What woke the connection's loop.
+enum Event<R> {
+    /// The connection ended.
+    Done(R),
+    /// The server's state changed (`false`: the server is gone).
+    State(bool),
+    /// The watchdog timer fired.
+    Timer,
+}
+
+/// The waker of a connection's watchdog futures: notes that they need a poll and
+/// wakes the connection task.
+#[derive(Default)]
+struct SideWake {
+    task: AtomicWaker,
+    pending: AtomicBool,
+}
+
+impl Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.pending.store(true, Ordering::Release);
+        self.task.wake();
     }
 }

@@ -49,7 +49,9 @@ pub struct WeightConfig {
     pub latency_half_life: f64,
     /// Half-life, in ticks, of the error rate a backend is judged by.
     pub error_half_life: f64,
-    /// Requests a backend must finish in a tick for its latency to count.
+    /// Requests a backend must finish in a tick for that tick's latency to
+    /// count on its own; the latency of sparser ticks is pooled (over at
+    /// most 10 ticks with answers) until this many requests are behind it.
     pub min_requests: u64,
     /// Error rate above which a backend is penalised (and never rewarded).
     pub error_threshold: f64,
@@ -251,7 +253,14 @@ struct State {
     errors: Ewma,
     was_available: bool,
     seen: bool,
+    /// Latency of ticks with fewer than `min_requests` answers, pooled until
+    /// there are enough: requests, latency × requests, ticks.
+    pool: (u64, f64, u32),
 }
+
+/// Ticks a pool of sparse latency samples may span before it is started
+/// afresh (older samples say little about now).
+const POOL_TICKS: u32 = 10;
 
 /// Sets each backend's effective weight once per tick:
 ///
@@ -376,6 +385,7 @@ impl WeightController {
                         errors: Ewma::with_half_life(cfg.error_half_life),
                         was_available: input.available,
                         seen: false,
+                        pool: (0, 0.0, 0),
                     });
                     self.states.len() - 1
                 }
@@ -386,6 +396,7 @@ impl WeightController {
                 // Back from an outage: judged afresh (slow start ramps it).
                 s.factor = 1.0;
                 s.latency = Ewma::with_half_life(cfg.latency_half_life);
+                s.pool = (0, 0.0, 0);
                 s.errors = Ewma::with_half_life(cfg.error_half_life);
             }
             s.was_available = input.available;
@@ -393,10 +404,30 @@ impl WeightController {
                 s.errors.update(input.errors as f64 / input.requests as f64);
             }
             if input.available
-                && input.requests >= cfg.min_requests
+                && input.requests > 0
                 && let Some(l) = input.latency_ms.filter(|l| l.is_finite() && *l >= 0.0)
             {
-                s.latency.update(l);
+                if input.requests >= cfg.min_requests {
+                    s.latency.update(l);
+                    s.pool = (0, 0.0, 0);
+                } else {
+                    // A backend the live cost keeps at a probing share answers
+                    // a few requests a tick: their latency is pooled over
+                    // ticks, so that it is still judged (and a slow one still
+                    // loses weight) rather than frozen at its last busy tick.
+                    if s.pool.2 >= POOL_TICKS {
+                        s.pool = (0, 0.0, 0);
+                    }
+                    let (n, sum, ticks) = s.pool;
+                    let n = n + input.requests;
+                    let sum = sum + l * input.requests as f64;
+                    if n >= cfg.min_requests {
+                        s.latency.update(sum / n as f64);
+                        s.pool = (0, 0.0, 0);
+                    } else {
+                        s.pool = (n, sum, ticks + 1);
+                    }
+                }
             }
             idx.push(pos);
         }
@@ -637,6 +668,33 @@ mod tests {
         // It went down to the floor and is on its way back up (latency no
         // longer tells it apart, so it relaxes towards its configured share).
         assert!(c.factor("c").unwrap() > 0.15, "{:?}", c.factor("c"));
+    }
+
+    #[test]
+    fn a_slow_backend_with_few_answers_a_tick_is_still_judged() {
+        let mut c = WeightController::new(WeightConfig::default());
+        for t in 0..10u64 {
+            c.tick(
+                Nanos::from_secs(t),
+                &[input("a", 3.0, 0), input("b", 3.0, 0), input("c", 3.0, 0)],
+                None,
+            );
+        }
+        // "c" turns 100× slower and the balancer's live cost leaves it 3 answers a
+        // tick, below `min_requests`: pooled over ticks, they still count.
+        let sparse = BackendInput {
+            requests: 3,
+            ..input("c", 300.0, 0)
+        };
+        for t in 10..25u64 {
+            c.tick(
+                Nanos::from_secs(t),
+                &[input("a", 3.0, 0), input("b", 3.0, 0), sparse],
+                None,
+            );
+        }
+        let factor = c.factor("c").unwrap();
+        assert!(factor < 0.3, "{factor}");
     }
 
     #[test]
