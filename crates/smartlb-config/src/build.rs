@@ -277,6 +277,15 @@ fn upstream(cx: &mut Ctx<'_>, t: &Table<'_, '_>) -> UpstreamConfig {
         &mut out.connect_timeout,
         Ctx::duration,
     );
+    set(cx, t, "protocol", &mut out.protocol, |cx, n| {
+        cx.parsed(n, |v| match v {
+            "http1" => Ok(UpstreamProtocol::Http1),
+            "h2" => Ok(UpstreamProtocol::H2),
+            other => Err(format!(
+                "unknown protocol \"{other}\"; expected http1 or h2"
+            )),
+        })
+    });
 
     let backends = cx.optional(t, "backends", backends);
     // `None`: no table; `Some(None)`: a table with a bad `kind`.
@@ -356,6 +365,34 @@ fn upstream(cx: &mut Ctx<'_>, t: &Table<'_, '_>) -> UpstreamConfig {
         });
         set(cx, &s, "ttl", &mut sticky.ttl, Ctx::duration);
         out.sticky = Some(sticky);
+    }
+    if let Some(s) = sub_table(cx, t, "tls", &schema::UPSTREAM_TLS) {
+        let path = |cx: &mut Ctx<'_>, name: &str| {
+            cx.optional(&s, name, Ctx::non_empty_string)
+                .map(PathBuf::from)
+        };
+        let mut tls = UpstreamTlsConfig {
+            ca: path(cx, "ca"),
+            cert: path(cx, "cert"),
+            key: path(cx, "key"),
+            server_name: cx.optional(&s, "server_name", Ctx::non_empty_string),
+        };
+        if tls.cert.is_some() != tls.key.is_some() {
+            let (given, missing) = if tls.cert.is_some() {
+                ("cert", "key")
+            } else {
+                ("key", "cert")
+            };
+            cx.error(
+                ErrorKind::MissingKey,
+                s.span.clone(),
+                &s.child_path(missing),
+                format!("`{given}` is given without `{missing}`: a client certificate needs both"),
+            );
+            tls.cert = None;
+            tls.key = None;
+        }
+        out.tls = Some(tls);
     }
     out
 }

@@ -90,7 +90,7 @@ pub use model::{
     Config, DiscoveryConfig, DnsDiscovery, DnsRecord, EtcdDiscovery, HashKey, HealthConfig,
     HostMatch, LogConfig, LogFormat, LogLevel, OutlierConfig, RateLimitConfig, RateLimitKey,
     RetryConfig, RetryOn, RouteConfig, ServerConfig, SlowStartConfig, SplitTarget, StatusRange,
-    StickyConfig, TlsConfig, UnknownNameError, UpstreamConfig,
+    StickyConfig, TlsConfig, UnknownNameError, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,
 };
 pub use schema::known_keys;
 

@@ -336,6 +336,48 @@ pub struct UpstreamConfig {
     pub analysis: AnalysisConfig,
     /// Cookie-based session persistence; `None` when the table is absent.
     pub sticky: Option<StickyConfig>,
+    /// The HTTP version spoken to the backends.
+    pub protocol: UpstreamProtocol,
+    /// TLS settings for `https://` backends; `None` when the table is absent (the
+    /// bundled public roots verify backends then, with no client certificate).
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `upstream.protocol`: the HTTP version spoken to backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// `http1`: HTTP/1.1, one request at a time per connection (the default).
+    #[default]
+    Http1,
+    /// `h2`: HTTP/2, many requests per connection (gRPC needs it): by ALPN over TLS for
+    /// `https://` backends, with prior knowledge (h2c) for plain ones.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2 => "h2",
+        }
+    }
+}
+
+/// `[upstream.tls]`: how `https://` backends are verified and whom smartlb shows itself as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of the certificate authorities that backends' certificates must chain
+    /// to, instead of the bundled public roots.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate chain presented to backends (with `key`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// The name sent as SNI and checked against the backends' certificates, instead of
+    /// each backend's host.
+    pub server_name: Option<String>,
 }
 
 impl UpstreamConfig {
@@ -354,6 +396,8 @@ impl UpstreamConfig {
             slow_start: SlowStartConfig::default(),
             analysis: AnalysisConfig::default(),
             sticky: None,
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
         }
     }
 }

@@ -125,6 +125,7 @@ pub(crate) const UPSTREAM: Schema = Schema {
         value("upstream.algorithm"),
         value("upstream.hash_key"),
         value("upstream.connect_timeout"),
+        value("upstream.protocol"),
         Key {
             path: "upstream.backends",
             shape: Shape::Items(&BACKEND),
@@ -135,7 +136,18 @@ pub(crate) const UPSTREAM: Schema = Schema {
         table("upstream.slow_start", &SLOW_START),
         table("upstream.analysis", &ANALYSIS),
         table("upstream.sticky", &STICKY),
+        table("upstream.tls", &UPSTREAM_TLS),
         table("upstream.discovery", &DISCOVERY),
+    ],
+};
+
+pub(crate) const UPSTREAM_TLS: Schema = Schema {
+    path: "upstream.tls",
+    keys: &[
+        value("upstream.tls.ca"),
+        value("upstream.tls.cert"),
+        value("upstream.tls.key"),
+        value("upstream.tls.server_name"),
     ],
 };
 

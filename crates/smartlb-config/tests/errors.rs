@@ -608,3 +608,40 @@ fn backends_and_discovery_conflict_is_reported_alongside_other_errors() {
     );
     assert!(all[0].4.contains("kind \"etcd\", not both"), "{}", all[0].4);
 }
+
+#[test]
+fn upstream_protocol_and_tls_rules() {
+    let (_, _, path, _, message) = error(&format!("{UPSTREAM}protocol = \"h3\"\n"));
+    assert_eq!(path, "upstream[0].protocol");
+    assert!(message.contains("expected http1 or h2"), "{message}");
+    let (_, _, path, kind, message) = error(&format!(
+        "{UPSTREAM}[upstream.tls]\ncert = \"client.pem\"\n"
+    ));
+    assert_eq!(path, "upstream[0].tls.key");
+    assert_eq!(kind, ErrorKind::MissingKey);
+    assert!(message.contains("needs both"), "{message}");
+    let (_, _, path, _, _) = error(&format!("{UPSTREAM}[upstream.tls]\nca = \"\"\n"));
+    assert_eq!(path, "upstream[0].tls.ca");
+    let (_, _, path, _, message) = error(&format!("{UPSTREAM}[upstream.tls]\nverify = false\n"));
+    assert_eq!(path, "upstream[0].tls.verify");
+    assert!(message.contains("unknown key"), "{message}");
+}
+
+#[test]
+fn upstream_protocol_and_tls_parse() {
+    let config = parse_str(
+        &format!(
+            "{UPSTREAM}protocol = \"h2\"\n[upstream.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\nserver_name = \"api.internal\"\n"
+        ),
+        "good.toml",
+        &env,
+    )
+    .unwrap();
+    let upstream = &config.upstreams[0];
+    assert_eq!(upstream.protocol, smartlb_config::UpstreamProtocol::H2);
+    let tls = upstream.tls.as_ref().unwrap();
+    assert_eq!(tls.ca.as_deref(), Some(std::path::Path::new("ca.pem")));
+    assert_eq!(tls.cert.as_deref(), Some(std::path::Path::new("c.pem")));
+    assert_eq!(tls.key.as_deref(), Some(std::path::Path::new("k.pem")));
+    assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
+}

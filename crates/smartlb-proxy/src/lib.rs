@@ -103,6 +103,7 @@ mod error;
 mod headers;
 mod response;
 mod server;
+pub mod tls;
 
 pub use body::{BoxError, ProxyBody};
 pub use client::{AddrError, BackendClient, ClientOptions, ResponseFuture};

@@ -60,7 +60,8 @@ pub enum BuildError {
 }
 
 /// The settings of a valid configuration that this version cannot serve yet, one line
-/// each: TLS termination (`[server.tls]`) and `https://` backends. `smartlb check`
+/// each: TLS termination (`[server.tls]`), TLS to backends (`https://` backends,
+/// `[upstream.tls]`) and HTTP/2 to backends (`protocol = "h2"`). `smartlb check`
 /// prints them as notes; building a proxy refuses them ([`BuildError::Unsupported`]), so
 /// that no setting is silently ignored.
 pub fn unsupported(config: &smartlb_config::Config) -> Vec<String> {
@@ -69,6 +70,15 @@ pub fn unsupported(config: &smartlb_config::Config) -> Vec<String> {
         out.push("[server.tls] (TLS termination)".to_owned());
     }
     for upstream in &config.upstreams {
+        if upstream.protocol == smartlb_config::UpstreamProtocol::H2 {
+            out.push(format!(
+                "upstream `{}`: protocol = \"h2\" (HTTP/2 to backends)",
+                upstream.name
+            ));
+        }
+        if upstream.tls.is_some() {
+            out.push(format!("upstream `{}`: [upstream.tls]", upstream.name));
+        }
         for backend in &upstream.backends {
             if backend.address.scheme == smartlb_config::Scheme::Https {
                 out.push(format!(
