@@ -113,4 +113,4 @@ pub use headers::{
     is_upgrade_request, prepare_request, prepare_response, strip_hop_by_hop,
 };
 pub use response::{X_SMARTLB_ERROR, cause, error_response};
-pub use server::{ClientInfo, ServerOptions, serve};
+pub use server::{ClientInfo, ServerOptions, serve, serve_tls};

@@ -2,7 +2,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +15,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use pin_project_lite::pin_project;
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tower_service::Service;
@@ -145,10 +143,9 @@ enum Watch {
 
 /// Drives one accepted connection until it closes, the server aborts it, or its
 /// timers close it.
-pub(crate) async fn run_connection<S>(
-    stream: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
+pub(crate) async fn run_connection<S, I>(
+    stream: I,
+    info: ClientInfo,
     service: S,
     cfg: Arc<ConnConfig>,
     mut state: watch::Receiver<ServerState>,
@@ -159,8 +156,10 @@ pub(crate) async fn run_connection<S>(
         + Send
         + 'static,
     S::Future: Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _permit = permit;
+    let remote = info.remote;
     let shared = Arc::new(ConnShared::default());
     let mut builder = cfg.builder.clone();
     if !cfg.header_read_timeout.is_zero() {
@@ -175,11 +174,7 @@ pub(crate) async fn run_connection<S>(
     }
     let svc = ConnService {
         inner: service,
-        info: ClientInfo {
-            remote,
-            local,
-            proto: "http",
-        },
+        info,
         shared: shared.clone(),
         max_header_bytes: cfg.max_header_bytes,
     };

@@ -115,6 +115,52 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_inner(listener, None, service, opts, shutdown).await
+}
+
+/// Like [`serve`], speaking TLS with the settings of `tls` (read again for each new
+/// connection, so [`crate::tls::ServerTls::replace`] rotates certificates without a
+/// restart). HTTP/2 is chosen by ALPN (`h2`), else HTTP/1.1. The TLS handshake must end
+/// within `header_read_timeout` (10 s when that is 0); [`ClientInfo::proto`] is
+/// `"https"`.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_tls<S>(
+    listener: TcpListener,
+    tls: crate::tls::ServerTls,
+    service: S,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    serve_inner(listener, Some(tls), service, opts, shutdown).await
+}
+
+/// How long a TLS handshake may take when `header_read_timeout` is 0 (off).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_inner<S>(
+    listener: TcpListener,
+    tls: Option<crate::tls::ServerTls>,
+    service: S,
+    opts: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     if opts.max_connections == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -156,15 +202,50 @@ where
             tracing::debug!(%remote, error = %e, "cannot set TCP_NODELAY");
         }
         let local = stream.local_addr().unwrap_or(listen_addr);
-        tokio::spawn(run_connection(
-            stream,
-            remote,
-            local,
-            service.clone(),
-            cfg.clone(),
-            state_tx.subscribe(),
-            permit,
-        ));
+        match &tls {
+            None => {
+                let info = ClientInfo {
+                    remote,
+                    local,
+                    proto: "http",
+                };
+                tokio::spawn(run_connection(
+                    stream,
+                    info,
+                    service.clone(),
+                    cfg.clone(),
+                    state_tx.subscribe(),
+                    permit,
+                ));
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let handshake_timeout = if opts.header_read_timeout.is_zero() {
+                    DEFAULT_HANDSHAKE_TIMEOUT
+                } else {
+                    opts.header_read_timeout
+                };
+                let service = service.clone();
+                let cfg = cfg.clone();
+                let state = state_tx.subscribe();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let info = ClientInfo {
+                                remote,
+                                local,
+                                proto: "https",
+                            };
+                            run_connection(stream, info, service, cfg, state, permit).await;
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%remote, %error, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
 
     drop(listener);
