@@ -177,49 +177,22 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
 }
 
 #[cfg(test)]
+#[path = "../tests/support/pki.rs"]
+mod pki;
+
+#[cfg(test)]
 mod tests {
+    use super::pki::Pki;
     use super::*;
-
-    struct Pki {
-        dir: tempfile::TempDir,
-        ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-    }
-
-    impl Pki {
-        fn new() -> Self {
-            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            let key = rcgen::KeyPair::generate().unwrap();
-            let cert = params.self_signed(&key).unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
-            Self {
-                dir,
-                ca: rcgen::Issuer::new(params, key),
-            }
-        }
-
-        /// Writes `name.pem` and `name.key` for a leaf certificate valid for `host`.
-        fn leaf(&self, name: &str, host: &str) -> (PathBuf, PathBuf) {
-            let params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
-            let key = rcgen::KeyPair::generate().unwrap();
-            let cert = params.signed_by(&key, &self.ca).unwrap();
-            let cert_path = self.dir.path().join(format!("{name}.pem"));
-            let key_path = self.dir.path().join(format!("{name}.key"));
-            std::fs::write(&cert_path, cert.pem()).unwrap();
-            std::fs::write(&key_path, key.serialize_pem()).unwrap();
-            (cert_path, key_path)
-        }
-    }
 
     #[test]
     fn server_and_client_configs_load_and_refuse_bad_files() {
         let pki = Pki::new();
-        let (cert, key) = pki.leaf("server", "localhost");
+        let (cert, key) = pki.leaf("server", &["localhost"]);
         let config = server_config(&cert, &key).unwrap();
         assert_eq!(config.alpn_protocols[0], b"h2");
         let tls = ServerTls::load(&cert, &key).unwrap();
-        let (cert2, key2) = pki.leaf("other", "localhost");
+        let (cert2, key2) = pki.leaf("other", &["localhost"]);
         tls.reload(&cert2, &key2).unwrap();
         // A failed reload keeps the current settings.
         let missing = pki.dir.path().join("missing.pem");
@@ -234,7 +207,7 @@ mod tests {
         assert!(server_config(&junk, &key).is_err());
 
         let client = client_config(&ClientTlsOptions {
-            ca: Some(pki.dir.path().join("ca.pem")),
+            ca: Some(pki.ca()),
             client_cert: Some((cert.clone(), key.clone())),
             server_name: None,
             h2: true,
@@ -252,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn a_handshake_over_loopback_negotiates_h2() {
         let pki = Pki::new();
-        let (cert, key) = pki.leaf("server", "localhost");
+        let (cert, key) = pki.leaf("server", &["localhost"]);
         let tls = ServerTls::load(&cert, &key).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -263,7 +236,7 @@ mod tests {
             stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
         });
         let client = client_config(&ClientTlsOptions {
-            ca: Some(pki.dir.path().join("ca.pem")),
+            ca: Some(pki.ca()),
             h2: true,
             ..ClientTlsOptions::default()
         })
