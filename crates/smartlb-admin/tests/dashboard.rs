@@ -4,10 +4,7 @@
 mod browser;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use browser::{chromium, points, series_tags};
 use common::{Fake, Running};
@@ -28,43 +25,8 @@ async fn dashboard_draws_every_chart_for_every_backend() {
     let server = Running::start(AdminServer::new(fake.clone())).await;
     let url = format!("http://{}/", server.addr);
 
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let profile = tmp.join(format!("chromium-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
-    // Keep the picture beside the build output: <target>/dashboard.png.
-    let screenshot = tmp.parent().unwrap_or(Path::new(".")).join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
-
-    let mut command = tokio::process::Command::new(&browser);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1400,2200",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("chromium took over 90 s")
-        .unwrap();
+    let (out, screenshot) = browser::dump_dom(&browser, &url, "dashboard.png").await;
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&profile);
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && dom.contains("</html>"),

@@ -7,8 +7,6 @@
 mod browser;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -39,44 +37,8 @@ async fn dashboard_of_a_running_proxy_shows_every_backend() {
     // Twelve seconds of per-second samples before the page opens.
     tokio::time::sleep(Duration::from_secs(12)).await;
 
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let profile = tmp.join(format!("chromium-live-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    std::fs::create_dir_all(&profile).unwrap();
-    let screenshot = tmp
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("dashboard-live.png");
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--window-size=1400,2200",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("--screenshot={}", screenshot.display()))
-            .arg(format!("http://{}/", running.admin_addr()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium took over 90 s")
-    .unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
+    let url = format!("http://{}/", running.admin_addr());
+    let (out, screenshot) = browser::dump_dom(&chromium, &url, "dashboard-live.png").await;
     let totals = load.stop().await;
     stop(running).await;
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();

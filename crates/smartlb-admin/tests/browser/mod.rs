@@ -3,7 +3,56 @@
 #![allow(dead_code, clippy::unwrap_used, reason = "test helpers fail loudly")]
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
+
+/// Loads `url` in headless Chromium (`browser`) with five seconds of virtual time for its
+/// scripts, and returns the process output (the DOM on stdout) and the screenshot kept at
+/// `<target>/<screenshot>`. The flags are those that work as root on these machines.
+pub async fn dump_dom(
+    browser: &str,
+    url: &str,
+    screenshot: &str,
+) -> (std::process::Output, PathBuf) {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let profile = tmp.join(format!("chromium-{screenshot}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).unwrap();
+    let picture = tmp.parent().unwrap_or(Path::new(".")).join(screenshot);
+    let _ = std::fs::remove_file(&picture);
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--window-size=1400,2200",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--screenshot={}", picture.display()))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium took over 90 s")
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    (out, picture)
+}
 
 /// The Chromium binary: `$SMARTLB_CHROMIUM`, else the first of the usual names on PATH.
 pub fn chromium() -> Option<String> {
