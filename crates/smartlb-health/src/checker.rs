@@ -235,6 +235,8 @@ pub struct CheckTarget {
     pub addr: SocketAddr,
     /// The `Host` header to send.
     pub host: String,
+    /// TLS for `https://` backends; `None`: plain TCP.
+    pub tls: Option<smartlb_proxy::tls::ClientTls>,
 }
 
 impl CheckTarget {
@@ -243,7 +245,14 @@ impl CheckTarget {
         CheckTarget {
             addr,
             host: addr.to_string(),
+            tls: None,
         }
+    }
+
+    /// Checks over TLS with `tls`.
+    pub fn with_tls(mut self, tls: smartlb_proxy::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets the `Host` header.
@@ -347,6 +356,27 @@ async fn exchange(target: &CheckTarget, path: PathAndQuery) -> Result<u16, Check
         .map_err(|e| CheckOutcome::Connect(e.to_string()))?;
     // Best effort: a check is one small request.
     let _ = stream.set_nodelay(true);
+    match &target.tls {
+        None => exchange_over(stream, target, path).await,
+        Some(tls) => {
+            let stream = tls
+                .connector()
+                .connect(tls.server_name().clone(), stream)
+                .await
+                .map_err(|e| CheckOutcome::Connect(format!("TLS: {e}")))?;
+            exchange_over(stream, target, path).await
+        }
+    }
+}
+
+async fn exchange_over<I>(
+    stream: I,
+    target: &CheckTarget,
+    path: PathAndQuery,
+) -> Result<u16, CheckOutcome>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let request = Request::builder()
         .method(Method::GET)
         .uri(path)

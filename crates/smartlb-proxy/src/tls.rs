@@ -166,6 +166,42 @@ pub fn client_config(options: &ClientTlsOptions) -> Result<Arc<ClientConfig>, Tl
     Ok(Arc::new(config))
 }
 
+/// TLS to one backend: the client settings and the name presented (SNI) and verified.
+/// Two are equal when they share the same settings and name.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl ClientTls {
+    /// TLS with `config`, presenting and verifying `server_name`.
+    pub fn new(config: Arc<ClientConfig>, server_name: ServerName<'static>) -> Self {
+        Self {
+            config,
+            server_name,
+        }
+    }
+
+    /// A connector with these settings.
+    pub fn connector(&self) -> tokio_rustls::TlsConnector {
+        tokio_rustls::TlsConnector::from(self.config.clone())
+    }
+
+    /// The name presented and verified.
+    pub fn server_name(&self) -> &ServerName<'static> {
+        &self.server_name
+    }
+}
+
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.config, &other.config) && self.server_name == other.server_name
+    }
+}
+
+impl Eq for ClientTls {}
+
 /// The server name to present for a backend host (an IP address or a DNS name).
 ///
 /// # Errors

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use super::deadline::{Deadlines, Watch};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::tls::ClientTls;
 
 /// An open HTTP/1.1 connection to a backend: the sender of its requests, and the
 /// state through which the request timeout watches its exchanges.
@@ -90,18 +91,55 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Opens an HTTP/1.1 connection and spawns the task that drives it. Its exchanges
-/// are watched by `deadlines`, when given.
+/// Opens an HTTP/1.1 connection (over TLS when `tls` is given; the TLS handshake
+/// shares `timeout` with the TCP connect) and spawns the task that drives it. Its
+/// exchanges are watched by `deadlines`, when given.
 pub(crate) async fn connect_http1(
     target: &Target,
     timeout: Duration,
+    tls: Option<&ClientTls>,
     open: &Arc<AtomicUsize>,
     upgrades: bool,
     deadlines: Option<&Deadlines>,
 ) -> Result<Conn, ProxyError> {
+    let started = tokio::time::Instant::now();
     let stream = connect_tcp(target, timeout).await?;
+    let tx = match tls {
+        None => start_http1(stream, target, open, upgrades).await?,
+        Some(tls) => {
+            let handshake = tls.connector().connect(tls.server_name().clone(), stream);
+            let stream = if timeout.is_zero() {
+                handshake.await
+            } else {
+                let left = timeout.saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, handshake).await {
+                    Ok(res) => res,
+                    Err(_) => return Err(ProxyError::connect_timeout()),
+                }
+            }
+            .map_err(ProxyError::connect)?;
+            start_http1(stream, target, open, upgrades).await?
+        }
+    };
+    let conn = Conn::new(tx);
+    if let Some(deadlines) = deadlines {
+        deadlines.register(&conn.watch);
+    }
+    Ok(conn)
+}
+
+/// The HTTP/1.1 handshake over `io`, and the task driving the connection.
+async fn start_http1<I>(
+    io: I,
+    target: &Target,
+    open: &Arc<AtomicUsize>,
+    upgrades: bool,
+) -> Result<SendRequest<ProxyBody>, ProxyError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, conn) = http1::Builder::new()
-        .handshake::<_, ProxyBody>(TokioIo::new(stream))
+        .handshake::<_, ProxyBody>(TokioIo::new(io))
         .await
         .map_err(ProxyError::handshake)?;
     let guard = OpenGuard::new(open.clone());
@@ -121,9 +159,5 @@ pub(crate) async fn connect_http1(
             }
         });
     }
-    let conn = Conn::new(tx);
-    if let Some(deadlines) = deadlines {
-        deadlines.register(&conn.watch);
-    }
-    Ok(conn)
+    Ok(tx)
 }

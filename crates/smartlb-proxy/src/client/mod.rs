@@ -49,6 +49,8 @@ pub struct ClientOptions {
     /// How long an idle connection is kept before it is closed; zero disables
     /// reuse.
     pub idle_timeout: Duration,
+    /// TLS to the backend (`https://`); `None`: plain TCP.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +62,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_idle: 128,
             idle_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -262,6 +265,7 @@ impl Inner {
         let conn = connect_http1(
             &self.target,
             self.opts.connect_timeout,
+            self.opts.tls.as_ref(),
             &self.open,
             false,
             self.deadlines.as_deref(),

@@ -20,6 +20,7 @@ pub(super) async fn send_upgrade(
     let connected = connect_http1(
         &inner.target,
         inner.opts.connect_timeout,
+        inner.opts.tls.as_ref(),
         &inner.open,
         true,
         inner.deadlines.as_deref(),
