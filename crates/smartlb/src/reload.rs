@@ -241,13 +241,17 @@ impl Proxy {
                 .and_then(|p| p.upstream(name))
                 .map_or(&old.config().discovery, |u| &u.discovery);
             if *old_discovery != new.discovery {
-                changes.push(format!(
-                    "upstream `{name}`: discovery changed, source restarted"
-                ));
-                sources.push(new.clone());
                 if matches!(new.discovery, DiscoveryConfig::Static) {
+                    changes.push(format!(
+                        "upstream `{name}`: discovery stopped, backends from the file"
+                    ));
                     hooks.unfollow(name);
                     backend_work.push((upstream.clone(), new.backends.clone()));
+                } else {
+                    changes.push(format!(
+                        "upstream `{name}`: discovery changed, source restarted"
+                    ));
+                    sources.push(new.clone());
                 }
             } else if matches!(new.discovery, DiscoveryConfig::Static) {
                 backend_work.push((upstream.clone(), new.backends.clone()));
@@ -499,7 +503,9 @@ impl Proxy {
     /// changes, like SIGHUP does, until the returned watcher is dropped.
     ///
     /// The file's directory is watched, not the file, so that a file replaced by rename
-    /// (as editors and configuration management tools do) is followed. A change is
+    /// (as editors and configuration management tools do) is followed, and so is a file
+    /// reached through a `..data` symbolic link that is swapped (a Kubernetes ConfigMap
+    /// volume). A change is
     /// applied once the file has been quiet for [`WATCH_DEBOUNCE`], and only when its
     /// contents differ from what was read last, so several writes in a row make one
     /// reload. An invalid version is refused (and counted) like any reload; the next
@@ -536,10 +542,12 @@ impl Proxy {
                             | notify::EventKind::Modify(_)
                             | notify::EventKind::Remove(_)
                             | notify::EventKind::Any
-                    ) && event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name() == Some(name.as_os_str()));
+                    ) && event.paths.iter().any(|p| {
+                        p.file_name().is_some_and(|n| {
+                            // The file itself, or a Kubernetes-style `..data` link swap.
+                            n == name.as_os_str() || n.as_encoded_bytes().starts_with(b"..")
+                        })
+                    });
                     if relevant {
                         let _ = tx.send(());
                     }

@@ -88,3 +88,64 @@ duration = "0s"
     }
     stop(running).await;
 }
+
+/// A reload that turns a static upstream into a DNS one starts the source and applies its
+/// first answer as a diff; turning it back stops the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_an_upstream_between_static_and_dns() {
+    let server = dns::DnsServer::start().await;
+    let a = backend("a", 0).await;
+    let b = backend("b", 0).await;
+    let owner = "_http._tcp.api.test";
+    server.set_addresses("b.api.test", &["127.0.0.1".parse().unwrap()]);
+    server.set_srv(owner, &[(10, 1, b.addr().port(), "b.api.test")]);
+    let head = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n\
+                [[upstream]]\nname = \"web\"\nalgorithm = \"round-robin\"\n";
+    let fixed = format!(
+        "{head}backends = [\"{}\"]\n[upstream.slow_start]\nduration = \"0s\"\n",
+        a.addr()
+    );
+    let discovered = format!(
+        "{head}[upstream.discovery]\nkind = \"dns\"\nname = \"{owner}\"\nrecord = \"SRV\"\n\
+         refresh = \"200ms\"\nresolvers = [\"{}\"]\n[upstream.slow_start]\nduration = \"0s\"\n",
+        server.addr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("smartlb.toml");
+    std::fs::write(&path, &fixed).unwrap();
+    let running = start_proxy(&fixed).await;
+    running.proxy().set_config_source(&path);
+    let proxy = proxy_addr(&running);
+    assert_eq!(sequential(proxy, "/", 4).await.count("a"), 4);
+
+    std::fs::write(&path, &discovered).unwrap();
+    let changes = running.proxy().reload().unwrap();
+    assert!(
+        changes.iter().any(|c| c.contains("source restarted")),
+        "{changes:?}"
+    );
+    let started = Instant::now();
+    loop {
+        if sequential(proxy, "/", 4).await.count("b") == 4 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the DNS answer was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    std::fs::write(&path, &fixed).unwrap();
+    let changes = running.proxy().reload().unwrap();
+    assert!(
+        changes.iter().any(|c| c.contains("discovery stopped")),
+        "{changes:?}"
+    );
+    assert_eq!(sequential(proxy, "/", 4).await.count("a"), 4);
+    // The source is stopped: a record change no longer reaches the proxy.
+    server.set_srv(owner, &[]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(sequential(proxy, "/", 4).await.count("a"), 4);
+    stop(running).await;
+}

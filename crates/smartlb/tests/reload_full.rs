@@ -227,6 +227,15 @@ async fn a_listener_change_binds_the_new_address_and_lets_the_old_one_finish() {
     let answer = get(&client(), new, "/").await;
     assert_eq!(answer.status, 200);
 
+    // A smaller request head limit applies to the next connection.
+    let big = "x".repeat(6000);
+    let answer = get_with(&client(), new, "/", &[("x-big", big.as_str())]).await;
+    assert_eq!(answer.status, 200);
+    text = text.replace("[server]\n", "[server]\nmax_header_bytes = 4096\n");
+    reload_with(&running, &path, &text);
+    let answer = get_with(&client(), new, "/", &[("x-big", big.as_str())]).await;
+    assert_eq!(answer.status, 431, "{}", answer.text());
+
     // Keys that cannot change while running are reported.
     let text = text.replace("[server]\n", "[server]\nworkers = 3\n");
     let changes = reload_with(&running, &path, &text);
