@@ -233,7 +233,8 @@ fn parse_path(path: &str) -> Result<PathAndQuery, CheckError> {
 pub struct CheckTarget {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// The `Host` header to send.
+    /// The backend's name in logs and the `Host` header to send (an `https://` prefix,
+    /// as in a configured TLS backend's address, is not sent).
     pub host: String,
     /// TLS for `https://` backends; `None`: plain TCP.
     pub tls: Option<smartlb_proxy::tls::ClientTls>,
@@ -380,7 +381,13 @@ where
     let request = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(HOST, target.host.as_str())
+        .header(
+            HOST,
+            target
+                .host
+                .strip_prefix("https://")
+                .unwrap_or(target.host.as_str()),
+        )
         .header(USER_AGENT, USER_AGENT_VALUE)
         .header(CONNECTION, "close")
         .body(Empty::<Bytes>::new())

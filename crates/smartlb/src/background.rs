@@ -149,7 +149,9 @@ impl Checks {
             if self.running.contains_key(endpoint.address()) {
                 continue;
             }
-            let Some(addr) = resolve(endpoint.address()).await else {
+            let Some(target) =
+                crate::tls::check_target(endpoint.address(), upstream.config()).await
+            else {
                 tracing::error!(
                     upstream = upstream.name(),
                     backend = endpoint.address(),
@@ -157,9 +159,8 @@ impl Checks {
                 );
                 continue;
             };
-            // Checks send the backend's configured address as `Host`, and logs name the
-            // backend by it.
-            let target = CheckTarget::new(addr).with_host(endpoint.address());
+            // Checks send the backend's configured address as `Host` (over TLS for
+            // `https://` backends), and logs name the backend by it.
             match checker.spawn(target, endpoint.health().clone()) {
                 Ok(handle) => {
                     self.running.insert(
@@ -224,11 +225,4 @@ impl CheckObserver for Publish {
     fn on_transition(&self, target: &CheckTarget, transition: &Transition) {
         self.1.publish(&target.host, transition);
     }
-}
-
-async fn resolve(address: &str) -> Option<std::net::SocketAddr> {
-    if let Ok(addr) = address.parse() {
-        return Some(addr);
-    }
-    tokio::net::lookup_host(address).await.ok()?.next()
 }

@@ -50,6 +50,15 @@ pub enum BuildError {
         /// What is wrong.
         reason: String,
     },
+    /// TLS settings could not be loaded.
+    #[error("{what}: {source}")]
+    Tls {
+        /// Which settings.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: smartlb_proxy::tls::TlsError,
+    },
     /// A route names an upstream that does not exist.
     #[error("a route names the unknown upstream `{0}`")]
     UnknownUpstream(String),
@@ -60,32 +69,17 @@ pub enum BuildError {
 }
 
 /// The settings of a valid configuration that this version cannot serve yet, one line
-/// each: TLS termination (`[server.tls]`), TLS to backends (`https://` backends,
-/// `[upstream.tls]`) and HTTP/2 to backends (`protocol = "h2"`). `smartlb check`
+/// each: HTTP/2 to backends (`protocol = "h2"`). `smartlb check`
 /// prints them as notes; building a proxy refuses them ([`BuildError::Unsupported`]), so
 /// that no setting is silently ignored.
 pub fn unsupported(config: &smartlb_config::Config) -> Vec<String> {
     let mut out = Vec::new();
-    if config.server.tls.is_some() {
-        out.push("[server.tls] (TLS termination)".to_owned());
-    }
     for upstream in &config.upstreams {
         if upstream.protocol == smartlb_config::UpstreamProtocol::H2 {
             out.push(format!(
                 "upstream `{}`: protocol = \"h2\" (HTTP/2 to backends)",
                 upstream.name
             ));
-        }
-        if upstream.tls.is_some() {
-            out.push(format!("upstream `{}`: [upstream.tls]", upstream.name));
-        }
-        for backend in &upstream.backends {
-            if backend.address.scheme == smartlb_config::Scheme::Https {
-                out.push(format!(
-                    "upstream `{}`: https:// backend {} (TLS to backends)",
-                    upstream.name, backend.address
-                ));
-            }
         }
     }
     out

@@ -70,6 +70,7 @@ pub mod runtime;
 mod server;
 mod set;
 mod split;
+mod tls;
 mod upstream;
 
 pub use balance::{Balance, BalanceError};

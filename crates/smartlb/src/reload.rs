@@ -26,10 +26,13 @@
 //!   accepting while their accepted connections finish (up to `shutdown_grace`), unchanged
 //!   ones are not touched; new timeouts and limits apply to connections accepted from
 //!   then on (the listening sockets are handed to a new accept loop, the old one lets its
-//!   connections finish);
+//!   connections finish); `[server.tls]` certificates are read again on every reload and
+//!   serve new connections (a certificate that does not load is reported and the current
+//!   one kept), and adding or removing the table moves the listeners to or from TLS the
+//!   same way;
 //! - what cannot change while running is reported as needing a restart and otherwise
-//!   ignored: `server.workers` (the runtime's threads), `server.tls`, the `[admin]` table
-//!   and the `[log]` table.
+//!   ignored: `server.workers` (the runtime's threads), the `[admin]` table and the
+//!   `[log]` table.
 //!
 //! Reloads are serialised: two at once apply one after the other.
 
@@ -374,9 +377,6 @@ fn restart_only(old: &Config, new: &Config, changes: &mut Vec<String>) {
     let mut keys = Vec::new();
     if old.server.workers != new.server.workers {
         keys.push("server.workers");
-    }
-    if old.server.tls != new.server.tls {
-        keys.push("server.tls");
     }
     if old.admin.listen != new.admin.listen {
         keys.push("admin.listen");

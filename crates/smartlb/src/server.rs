@@ -89,9 +89,11 @@ pub fn start_with(
 ) -> Result<Running, RunError> {
     let (stop, stopped) = watch::channel(false);
     let options = server_options(config);
+    let tls = crate::tls::server_tls(&config.server)?;
     let listeners_state = Arc::new(Listeners {
         state: Mutex::new(ListenerState {
             options: options.clone(),
+            tls: tls.clone(),
             active: Vec::with_capacity(listeners.len()),
             retired: Vec::new(),
         }),
@@ -102,7 +104,7 @@ pub fn start_with(
         let configured = config.server.listen.get(i).copied().unwrap_or(local);
         let socket = listener.into_std().map_err(RunError::Serve)?;
         let active = listeners_state
-            .serve(&proxy, configured, local, socket, &options)
+            .serve(&proxy, configured, local, socket, &options, tls.as_ref())
             .map_err(RunError::Serve)?;
         listeners_state.lock().active.push(active);
     }
@@ -144,6 +146,8 @@ pub(crate) struct Listeners {
 struct ListenerState {
     /// The options new accept loops get.
     options: ServerOptions,
+    /// The TLS settings of every listener (`[server.tls]`); `None`: plain HTTP.
+    tls: Option<smartlb_proxy::tls::ServerTls>,
     active: Vec<Active>,
     /// Accept loops told to stop, finishing their connections.
     retired: Vec<JoinHandle<std::io::Result<()>>>,
@@ -182,21 +186,32 @@ impl Listeners {
         local: SocketAddr,
         socket: std::net::TcpListener,
         options: &ServerOptions,
+        tls: Option<&smartlb_proxy::tls::ServerTls>,
     ) -> std::io::Result<Active> {
         let listener = TcpListener::from_std(socket.try_clone()?)?;
         let (stop, own) = watch::channel(false);
         let all = self.stopped.clone();
-        let task = tokio::spawn(smartlb_proxy::serve(
-            listener,
-            proxy.service(),
-            options.clone(),
-            async move {
-                tokio::select! {
-                    () = wait_stop(all) => {}
-                    () = wait_stop(own) => {}
-                }
-            },
-        ));
+        let stopped = async move {
+            tokio::select! {
+                () = wait_stop(all) => {}
+                () = wait_stop(own) => {}
+            }
+        };
+        let task = match tls {
+            None => tokio::spawn(smartlb_proxy::serve(
+                listener,
+                proxy.service(),
+                options.clone(),
+                stopped,
+            )),
+            Some(tls) => tokio::spawn(smartlb_proxy::serve_tls(
+                listener,
+                tls.clone(),
+                proxy.service(),
+                options.clone(),
+                stopped,
+            )),
+        };
         Ok(Active {
             configured,
             local,
@@ -233,14 +248,58 @@ impl Listeners {
                 }
             }
         }
-        if options != state.options {
-            changes.push(
-                "server timeouts and limits changed: they apply to new connections".to_string(),
-            );
+        // Certificates are read again on every reload (the files may have been renewed).
+        let mut tls_switched = false;
+        match (&state.tls, &server.tls) {
+            (Some(current), Some(files)) => match current.reload(&files.cert, &files.key) {
+                Ok(()) => changes.push("TLS certificates read again for new connections".into()),
+                Err(error) => {
+                    tracing::error!(%error, "TLS certificates not reloaded; keeping the current ones");
+                    changes.push(format!(
+                        "TLS certificates not reloaded ({error}); keeping the current ones"
+                    ));
+                }
+            },
+            (None, Some(files)) => {
+                match smartlb_proxy::tls::ServerTls::load(&files.cert, &files.key) {
+                    Ok(tls) => {
+                        state.tls = Some(tls);
+                        tls_switched = true;
+                        changes.push("listeners now speak TLS to new connections".into());
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "[server.tls] not applied; listeners stay plain HTTP");
+                        changes.push(format!(
+                            "[server.tls] not applied ({error}); listeners stay plain HTTP"
+                        ));
+                    }
+                }
+            }
+            (Some(_), None) => {
+                state.tls = None;
+                tls_switched = true;
+                changes.push("listeners now speak plain HTTP to new connections".into());
+            }
+            (None, None) => {}
+        }
+        if options != state.options || tls_switched {
+            if options != state.options {
+                changes.push(
+                    "server timeouts and limits changed: they apply to new connections".to_string(),
+                );
+            }
+            let tls = state.tls.clone();
             let mut renewed = Vec::with_capacity(kept.len());
             for active in kept {
                 match active.socket.try_clone().and_then(|socket| {
-                    self.serve(proxy, active.configured, active.local, socket, &options)
+                    self.serve(
+                        proxy,
+                        active.configured,
+                        active.local,
+                        socket,
+                        &options,
+                        tls.as_ref(),
+                    )
                 }) {
                     Ok(next) => {
                         let _ = active.stop.send(true);
@@ -256,11 +315,12 @@ impl Listeners {
             kept = renewed;
             state.options = options.clone();
         }
+        let tls = state.tls.clone();
         for address in wanted {
             let served = bind(address).and_then(|listener| {
                 let local = listener.local_addr().map_err(RunError::Serve)?;
                 let socket = listener.into_std().map_err(RunError::Serve)?;
-                self.serve(proxy, address, local, socket, &options)
+                self.serve(proxy, address, local, socket, &options, tls.as_ref())
                     .map_err(RunError::Serve)
             });
             match served {

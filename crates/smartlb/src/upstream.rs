@@ -122,6 +122,7 @@ impl Upstream {
         config: &UpstreamConfig,
         server_request_timeout: std::time::Duration,
     ) -> Result<Self, BuildError> {
+        crate::tls::check_upstream(config)?;
         let algorithm: Algorithm =
             config
                 .algorithm
@@ -153,13 +154,13 @@ impl Upstream {
         })?;
         let mut endpoints = Vec::with_capacity(discovered.len());
         for backend in discovered {
-            let addr =
-                resolve(&backend.address.to_string()).map_err(|source| BuildError::Resolve {
+            let client =
+                crate::tls::backend_client(&backend.address.to_string(), &client_options, config)
+                    .map_err(|source| BuildError::Resolve {
                     upstream: config.name.clone(),
                     address: backend.address.to_string(),
                     source,
                 })?;
-            let client = BackendClient::new(addr, client_options.clone());
             let health = Arc::new(
                 BackendHealth::new(&health_options, budget.clone()).with_backup(backend.backup),
             );
@@ -408,8 +409,9 @@ impl Upstream {
         if current.endpoints().iter().any(|e| e.address() == address) {
             return Err(MembershipError::Exists(address));
         }
-        let addr = resolve(&address)
-            .map_err(|e| MembershipError::Resolve(address.clone(), e.to_string()))?;
+        let client =
+            crate::tls::backend_client(&address, &self.inner.client_options, &self.inner.config)
+                .map_err(|e| MembershipError::Resolve(address.clone(), e.to_string()))?;
         let now = clock::now();
         let health = Arc::new(
             BackendHealth::joining(&self.inner.health_options, self.inner.budget.clone(), now)
@@ -419,7 +421,7 @@ impl Upstream {
             address.clone(),
             backend.weight,
             backend.backup,
-            BackendClient::new(addr, self.inner.client_options.clone()),
+            client,
             health,
         )
         .with_metrics(&self.inner.name);
@@ -603,6 +605,7 @@ impl Upstream {
         config: &UpstreamConfig,
         server_request_timeout: std::time::Duration,
     ) -> Result<Upstream, BuildError> {
+        crate::tls::check_upstream(config)?;
         let old = &self.inner;
         let algorithm: Algorithm =
             config
@@ -642,17 +645,16 @@ impl Upstream {
                 );
             }
         }
-        let clients_changed = client_options != old.client_options;
+        let clients_changed = client_options != old.client_options || config.tls != old.config.tls;
         if clients_changed {
             endpoints = endpoints
                 .into_iter()
-                .map(|e| match resolve(e.address()) {
-                    Ok(addr) => Arc::new(
-                        e.with_service(BackendClient::new(addr, client_options.clone()))
-                            .with_metrics(&config.name),
-                    ),
-                    Err(_) => e,
-                })
+                .map(
+                    |e| match crate::tls::backend_client(e.address(), &client_options, config) {
+                        Ok(client) => Arc::new(e.with_service(client).with_metrics(&config.name)),
+                        Err(_) => e,
+                    },
+                )
                 .collect();
         }
         if series_changed {
@@ -707,20 +709,6 @@ impl Upstream {
             }),
         })
     }
-}
-
-fn resolve(address: &str) -> std::io::Result<SocketAddr> {
-    if let Ok(addr) = address.parse() {
-        return Ok(addr);
-    }
-    std::net::ToSocketAddrs::to_socket_addrs(address)?
-        .next()
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the name resolved to no address",
-            )
-        })
 }
 
 /// The request key for hashing algorithms.
