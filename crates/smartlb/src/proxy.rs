@@ -35,7 +35,8 @@ pub struct Proxy {
 struct Inner {
     /// The routes and upstreams, swapped whole by a reload.
     router: crate::router::Routes,
-    access_log: bool,
+    /// `log.access_log`, changeable by a reload.
+    access_log: std::sync::atomic::AtomicBool,
     started: Instant,
     source: crate::reload::Source,
     version: std::sync::Mutex<Option<smartlb_admin::ConfigVersion>>,
@@ -81,7 +82,7 @@ impl Proxy {
         Ok(Self {
             inner: Arc::new(Inner {
                 router: crate::router::Routes::new(crate::router::Table { router, upstreams }),
-                access_log,
+                access_log: std::sync::atomic::AtomicBool::new(access_log),
                 started: Instant::now(),
                 source: crate::reload::Source::new(),
                 version: std::sync::Mutex::new(None),
@@ -153,6 +154,13 @@ impl Proxy {
         &self.inner.hooks
     }
 
+    /// Turns the access log on or off (`log.access_log`); returns whether it was on.
+    pub(crate) fn set_access_log(&self, on: bool) -> bool {
+        self.inner
+            .access_log
+            .swap(on, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Handles one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody>
     where
@@ -162,7 +170,11 @@ impl Proxy {
         let Some((upstream, policy)) = self.inner.router.route_with_policy(&req) else {
             return smartlb_proxy::error_response(StatusCode::NOT_FOUND, "no-route");
         };
-        if !self.inner.access_log {
+        if !self
+            .inner
+            .access_log
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return match policy {
                 None => upstream.forward(req).await,
                 Some(policy) => respond(&upstream, &policy, req).await.0,

@@ -31,8 +31,8 @@
 //!   one kept), and adding or removing the table moves the listeners to or from TLS the
 //!   same way;
 //! - what cannot change while running is reported as needing a restart and otherwise
-//!   ignored: `server.workers` (the runtime's threads), the `[admin]` table and the
-//!   `[log]` table.
+//!   ignored: `server.workers` (the runtime's threads), the `[admin]` table,
+//!   `log.level` and `log.format` (`log.access_log` applies at once).
 //!
 //! Reloads are serialised: two at once apply one after the other.
 
@@ -193,6 +193,12 @@ impl Proxy {
         if let Some(previous) = &previous {
             restart_only(previous, config, &mut changes);
         }
+        if self.set_access_log(config.log.access_log) != config.log.access_log {
+            changes.push(format!(
+                "access log {}",
+                if config.log.access_log { "on" } else { "off" }
+            ));
+        }
         let request_timeout_changed = previous
             .as_ref()
             .is_some_and(|p| p.server.request_timeout != config.server.request_timeout);
@@ -279,7 +285,10 @@ impl Proxy {
         // The table is kept when nothing in it changed, so that the routes' live state
         // (splits and canaries, rate limits, caches) carries on.
         let built = if routes_changed || !same_upstreams {
-            Router::new(&config.routes, &upstreams).map(Some)
+            Router::new(&config.routes, &upstreams).map(|mut router| {
+                router.inherit(&table.router);
+                Some(router)
+            })
         } else {
             Ok(None)
         };
@@ -389,9 +398,6 @@ fn restart_only(old: &Config, new: &Config, changes: &mut Vec<String>) {
     }
     if old.log.format != new.log.format {
         keys.push("log.format");
-    }
-    if old.log.access_log != new.log.access_log {
-        keys.push("log.access_log");
     }
     for key in keys {
         tracing::warn!(

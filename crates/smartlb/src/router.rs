@@ -33,6 +33,8 @@ struct Route {
     split: Arc<Split>,
     /// The route's rate limit and response cache, when it has either.
     policy: Option<Arc<RoutePolicy>>,
+    /// The route as configured, to recognise it across reloads.
+    config: RouteConfig,
 }
 
 impl Router {
@@ -59,6 +61,7 @@ impl Router {
                 path_prefix: route.path_prefix.clone(),
                 split: Arc::new(split),
                 policy: RoutePolicy::new(route).map(Arc::new),
+                config: route.clone(),
             });
         }
         Ok(Self {
@@ -98,6 +101,18 @@ impl Router {
 }
 
 impl Router {
+    /// Carries over from `old` the live state of every route configured exactly as
+    /// before: split weights and canary progress, rate-limit buckets and cached
+    /// responses (a reload that changes other routes or upstreams does not reset them).
+    pub(crate) fn inherit(&mut self, old: &Router) {
+        for route in &mut self.routes {
+            if let Some(previous) = old.routes.iter().find(|r| r.config == route.config) {
+                route.policy = previous.policy.clone();
+                route.split.inherit(&previous.split);
+            }
+        }
+    }
+
     /// Each route's split, in matching order (empty without routes).
     pub(crate) fn splits(&self) -> impl Iterator<Item = &Arc<Split>> {
         self.routes.iter().map(|r| &r.split)

@@ -89,7 +89,7 @@ struct Window {
 }
 
 /// Requests, errors and latency of a group of upstreams, cumulative.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Totals {
     requests: u64,
     errors: u64,
@@ -152,6 +152,38 @@ impl Split {
                 .collect(),
             canary,
             label,
+        }
+    }
+
+    /// Takes over `old`'s weights (by upstream name) and canary progress: the same route
+    /// rebuilt by a reload.
+    pub(crate) fn inherit(&self, old: &Split) {
+        for target in &self.targets {
+            if let Some(previous) = old
+                .targets
+                .iter()
+                .find(|t| t.upstream.name() == target.upstream.name())
+            {
+                target
+                    .weight
+                    .store(previous.weight.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        if let (Some(canary), Some(previous)) = (&self.canary, &old.canary) {
+            let previous = previous
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut canary = canary
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            canary.state = previous.state;
+            canary.reason.clone_from(&previous.reason);
+            canary.evaluations = previous.evaluations;
+            canary.window = previous.window.as_ref().map(|w| Window {
+                started: w.started,
+                canary: w.canary.clone(),
+                baseline: w.baseline.clone(),
+            });
         }
     }
 

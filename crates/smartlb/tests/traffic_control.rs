@@ -327,3 +327,42 @@ async fn a_sticky_cookie_holds_a_client_to_its_backend_until_that_backend_dies()
     }
     stop(running).await;
 }
+
+#[tokio::test]
+async fn route_state_survives_a_reload_that_rebuilds_the_upstream() {
+    let (backend, hits) = cacheable_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("smartlb.toml");
+    let first = config(backend);
+    std::fs::write(&file, &first).unwrap();
+    let running = smartlb::start(&smartlb::config::load_file(&file).unwrap())
+        .await
+        .unwrap();
+    running.proxy().set_config_source(&file);
+    let proxy = proxy_addr(&running);
+    let client = client();
+    assert_eq!(get(&client, proxy, "/page").await.text(), "page in en");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // Another algorithm rebuilds the upstream, and the routing table with it; the access
+    // log turns on at once.
+    let second = first
+        .replace(
+            "algorithm = \"round-robin\"",
+            "algorithm = \"least-requests\"",
+        )
+        .replace("access_log = false", "access_log = true");
+    std::fs::write(&file, second).unwrap();
+    let changes = running.proxy().reload().unwrap();
+    assert!(
+        changes.iter().any(|c| c.contains("algorithm")),
+        "{changes:?}"
+    );
+    assert!(changes.iter().any(|c| c == "access log on"), "{changes:?}");
+    // The route kept its cache: the page is still served from memory.
+    let again = get(&client, proxy, "/page").await;
+    assert_eq!(again.text(), "page in en");
+    assert!(!again.header("age").is_empty());
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    stop(running).await;
+}
