@@ -18,15 +18,7 @@ use smartlb_demo::{DemoBackend, DemoBackendOptions, Latency};
 
 fn config(base: SocketAddr, bad: SocketAddr, good: SocketAddr) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[log]
-access_log = false
-
+        r#"{PREAMBLE}
 [[upstream]]
 name = "web"
 algorithm = "round-robin"

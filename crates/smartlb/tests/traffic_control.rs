@@ -60,15 +60,7 @@ async fn cacheable_backend() -> (SocketAddr, Arc<AtomicUsize>) {
 
 fn config(backend: SocketAddr) -> String {
     format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[log]
-access_log = false
-
+        r#"{PREAMBLE}
 [[upstream]]
 name = "web"
 algorithm = "round-robin"
@@ -163,19 +155,7 @@ async fn a_client_over_its_limit_gets_429_while_another_is_unaffected() {
     assert_ne!(other.status, 429);
 
     // The refusals are counted.
-    let metrics = client
-        .get(
-            format!("http://{}/metrics", running.admin_addr())
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(metrics.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body);
+    let text = metrics_text(&client, running.admin_addr()).await;
     assert!(
         text.contains("smartlb_rate_limited_total{route=\"*/limited\"} 1"),
         "{text}"
@@ -230,19 +210,7 @@ async fn cacheable_responses_are_served_from_the_cache_and_vary_keeps_variants_a
     }
     assert_eq!(hits.load(Ordering::SeqCst), 6);
 
-    let metrics = client
-        .get(
-            format!("http://{}/metrics", running.admin_addr())
-                .parse()
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(metrics.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body);
+    let text = metrics_text(&client, running.admin_addr()).await;
     assert!(
         text.contains("smartlb_cache_requests_total{route=\"*/\",result=\"hit\"} 7"),
         "{text}"

@@ -94,15 +94,7 @@ pub fn one_upstream(algorithm: &str, backends: &[(SocketAddr, u32)], extra: &str
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[log]
-access_log = false
-
+        r#"{PREAMBLE}
 [[upstream]]
 name = "web"
 algorithm = "{algorithm}"
@@ -110,6 +102,23 @@ backends = [{list}]
 {extra}
 "#
     )
+}
+
+/// The start of a test configuration: proxy and admin on ephemeral loopback ports, no
+/// access log.
+pub const PREAMBLE: &str = r#"[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[log]
+access_log = false
+"#;
+
+/// The admin server's `/metrics` text.
+pub async fn metrics_text(client: &HttpClient, admin: SocketAddr) -> String {
+    get(client, admin, "/metrics").await.text()
 }
 
 /// A keep-alive HTTP/1.1 client.
