@@ -42,6 +42,16 @@ pub trait Endpoints {
         None
     }
 
+    /// A latency estimate that follows changes faster, for `adaptive`: a
+    /// peak-EWMA with the decay
+    /// [`Adaptive::LATENCY_DECAY`](crate::algorithms::Adaptive::LATENCY_DECAY)
+    /// (3 s) where the caller keeps one beside the 10 s estimate of
+    /// [`latency`](Endpoints::latency) that `p2c-ewma` reads. The default is
+    /// [`latency`](Endpoints::latency) itself.
+    fn recent_latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        self.latency(i, now)
+    }
+
     /// A stable identity (for example [`hash_bytes`](crate::hash_bytes) of the
     /// address) used by the hashing algorithms, so that a key keeps its
     /// endpoint when other endpoints come and go. The default, the index
@@ -67,6 +77,9 @@ impl<E: Endpoints + ?Sized> Endpoints for &E {
     }
     fn latency(&self, i: usize, now: Nanos) -> Option<f64> {
         (**self).latency(i, now)
+    }
+    fn recent_latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        (**self).recent_latency(i, now)
     }
     fn id(&self, i: usize) -> u64 {
         (**self).id(i)
@@ -293,6 +306,9 @@ impl Endpoints for Excluding<'_> {
     }
     fn latency(&self, i: usize, now: Nanos) -> Option<f64> {
         self.inner.latency(i, now)
+    }
+    fn recent_latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        self.inner.recent_latency(i, now)
     }
     fn id(&self, i: usize) -> u64 {
         self.inner.id(i)

@@ -187,7 +187,7 @@ proptest! {
     /// probing picks (at most 10% of picks) compare nothing: they are
     /// allowed, and bounded, here; with probing off it always compares.
     #[test]
-    fn power_of_two_choices_are_distinct(
+    fn compared_candidates_are_distinct(
         eligible in prop::collection::vec(prop::bool::weighted(0.7), 2..40),
         seed in any::<u64>(),
     ) {
@@ -217,7 +217,13 @@ proptest! {
                         prop_assert!(picked.is_some_and(|i| pickable(&eps, i)));
                         continue;
                     }
-                    prop_assert_eq!(seen.len(), 2, "{} compared {:?}", name, seen);
+                    // `adaptive` compares its `CHOICES` candidates (as many as are pickable).
+                    let compared = if name.starts_with("adaptive") {
+                        Adaptive::CHOICES.min(pickable_count)
+                    } else {
+                        2
+                    };
+                    prop_assert_eq!(seen.len(), compared, "{} compared {:?}", name, seen);
                     prop_assert!(picked.is_some_and(|i| seen.contains(&i)));
                 } else {
                     prop_assert_eq!(picked.is_some(), pickable_count == 1);

@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p smartlb-sim --example tune -- [SCENARIOS] [SEEDS] [DURATION_S]`
 //! with tuning from the environment: `EXP` (latency exponent), `DECAY_MS`
-//! (adaptive's latency decay), `CONTROLLER` (0/1), `ALGOS` (comma list).
+//! (adaptive's latency decay), `CONTROLLER` (0/1), `LOADEXP` (load exponent),
+//! `CHOICES` (candidates per pick), `ALGOS` (comma list).
 
 use std::time::Duration;
 
@@ -48,6 +49,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(m) = env_f64("MINF") {
         options.adaptive.weights.min_factor = m;
     }
+    if let Some(q) = env_f64("LOADEXP") {
+        options.adaptive.load_exponent = q;
+    }
+    if let Some(k) = env_f64("CHOICES") {
+        options.adaptive.choices = k as usize;
+    }
     if let Some(p) = env_f64("PROBE") {
         options.adaptive.probe_share = (p, p * 10.0);
     }
@@ -63,6 +70,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reports = run_matrix(&scenarios, &algorithms, &seeds, &options)?;
     eprintln!("{} runs in {:.1?}", reports.len(), started.elapsed());
     print!("{}", render_table(&average(&reports)));
+    // Stall recovery over every seed: mean and share within 2 s weighted by
+    // the stalls judged, the longest of all.
+    for algorithm in &algorithms {
+        let (mut stalls, mut mean, mut within, mut max) = (0usize, 0.0, 0.0, 0.0f64);
+        for r in reports.iter().filter(|r| r.algorithm == algorithm.as_str()) {
+            if let Some(s) = &r.stall_recovery {
+                stalls += s.stalls;
+                mean += s.mean_s * s.stalls as f64;
+                within += s.within_2s * s.stalls as f64;
+                max = max.max(s.max_s);
+            }
+        }
+        if stalls > 0 {
+            println!(
+                "stall recovery {}: {stalls} stalls, mean {:.2} s, {:.1} % within 2 s, longest {:.1} s",
+                algorithm.as_str(),
+                mean / stalls as f64,
+                within * 100.0 / stalls as f64,
+                max
+            );
+        }
+    }
     if std::env::var("VERBOSE").is_ok() {
         for r in &reports {
             println!("{} {} seed {}", r.scenario, r.algorithm, r.seed);

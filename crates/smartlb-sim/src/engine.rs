@@ -10,6 +10,9 @@ use smartlb_balance::{
     Algorithm, Balancer, DEFAULT_LATENCY_NS, Endpoints, Excluding, FastRng, Nanos, PeakEwma,
     PickContext, Rng,
 };
+use smartlb_health::{
+    ActiveThresholds, BackendHealth, EjectionBudget, HealthConfig, OutlierConfig, SlowStartConfig,
+};
 use smartlb_traffic::analysis::{
     Analyzer, AnalyzerConfig, BackendInput, HoltWintersConfig, WeightConfig, WeightMode,
 };
@@ -17,7 +20,6 @@ use smartlb_traffic::{
     BackendStats, FailureKind, Histogram, Outcome, OwnedInFlightGuard, SeriesConfig, UpstreamSeries,
 };
 
-use crate::health::Health;
 use crate::report::{
     AnomalySummary, BackendReport, SimReport, StallRecovery, TimelinePoint, summarise_stalls,
 };
@@ -58,6 +60,10 @@ pub struct AdaptiveTuning {
     pub probe_share: (f64, f64),
     /// Weight controller parameters.
     pub weights: WeightConfig,
+    /// Exponent of the load in the cost (`Adaptive::with_load_exponent`).
+    pub load_exponent: f64,
+    /// Candidates per comparing pick (`Adaptive::with_choices`).
+    pub choices: usize,
 }
 
 impl Default for AdaptiveTuning {
@@ -68,6 +74,8 @@ impl Default for AdaptiveTuning {
             controller: true,
             probe_share: (Adaptive::PROBE_SHARE, Adaptive::PROBE_SHARE_MAX),
             weights: WeightConfig::default(),
+            load_exponent: Adaptive::new().load_exponent(),
+            choices: Adaptive::new().choices(),
         }
     }
 }
@@ -242,7 +250,7 @@ impl BackendSim {
 /// The balancer's view of the simulated endpoints.
 struct View<'a> {
     weights: &'a [f64],
-    health: &'a [Health],
+    health: &'a [BackendHealth],
     stats: &'a [Arc<BackendStats>],
     ewma: &'a [PeakEwma],
     now: u64,
@@ -252,11 +260,20 @@ impl Endpoints for View<'_> {
     fn len(&self) -> usize {
         self.weights.len()
     }
+    /// As the proxy's endpoints: the weight set at the last tick (configured,
+    /// times the analysis factor for `adaptive`) times the health's live
+    /// factor (0 when unavailable, the slow-start ramp).
     fn weight(&self, i: usize) -> f64 {
-        self.weights.get(i).copied().unwrap_or(0.0)
+        let factor = self
+            .health
+            .get(i)
+            .map_or(0.0, |h| h.weight_factor(Nanos(self.now)));
+        self.weights.get(i).copied().unwrap_or(0.0) * factor
     }
     fn is_eligible(&self, i: usize) -> bool {
-        self.health.get(i).is_some_and(|h| h.available(self.now))
+        self.health
+            .get(i)
+            .is_some_and(|h| h.is_available(Nanos(self.now)))
     }
     fn in_flight(&self, i: usize) -> u64 {
         self.stats.get(i).map_or(0, |s| s.in_flight())
@@ -283,7 +300,7 @@ struct Sim<'s> {
     keys: Vec<String>,
     stats: Vec<Arc<BackendStats>>,
     ewma: Vec<PeakEwma>,
-    health: Vec<Health>,
+    health: Vec<BackendHealth>,
     weights: Vec<f64>,
     series: UpstreamSeries,
     analyzer: Analyzer,
@@ -331,6 +348,19 @@ pub fn run(
     let mut sim = Sim::new(scenario, algorithm, seed, *options, series_cfg);
     sim.run_to_end();
     Ok(sim.report(seed))
+}
+
+/// The health handling of every simulated upstream: `smartlb-health`'s state
+/// machine with the configuration file's defaults (5 consecutive failures
+/// eject for 10 s, doubling up to 5 min, at most 50 % ejected; active checks
+/// with 3 failures to go down and 2 passes to come back; a 30 s linear slow
+/// start from 10 %), as the proxy sets it up.
+fn health_config() -> HealthConfig {
+    HealthConfig {
+        active: Some(ActiveThresholds::default()),
+        outlier: Some(OutlierConfig::default()),
+        slow_start: Some(SlowStartConfig::linear(Duration::from_secs(30))),
+    }
 }
 
 fn secs_ns(s: f64) -> u64 {
@@ -416,7 +446,9 @@ impl<'s> Sim<'s> {
             Box::new(
                 Adaptive::new()
                     .with_latency_exponent(opts.adaptive.latency_exponent)
-                    .with_probe_share(per, max),
+                    .with_probe_share(per, max)
+                    .with_load_exponent(opts.adaptive.load_exponent)
+                    .with_choices(opts.adaptive.choices),
             )
         } else {
             algorithm.build(&smartlb_balance::StaticEndpoints::from_weights(
@@ -447,7 +479,14 @@ impl<'s> Sim<'s> {
             keys,
             stats,
             ewma,
-            health: vec![Health::default(); n],
+            health: {
+                let budget = Arc::new(EjectionBudget::new(
+                    OutlierConfig::default().max_ejection_percent,
+                ));
+                (0..n)
+                    .map(|_| BackendHealth::new(&health_config(), budget.clone()))
+                    .collect()
+            },
             weights: scenario.backends.iter().map(|b| b.weight).collect(),
             series,
             analyzer,
@@ -951,8 +990,6 @@ impl<'s> Sim<'s> {
     /// estimate and health, as the proxy records them.
     fn end_attempt(&mut self, id: u32, outcome: Outcome) {
         let now = self.now;
-        let n = self.backends.len();
-        let ejected_now = self.health.iter().filter(|h| h.is_ejected()).count();
         let r = &mut self.reqs[id as usize];
         let b = r.backend as usize;
         let latency = now.saturating_sub(r.attempt_start) + RTT_NS;
@@ -967,15 +1004,13 @@ impl<'s> Sim<'s> {
         if let Some(e) = self.ewma.get(b) {
             e.observe(observed as f64, Nanos(now));
         }
-        match outcome {
-            Outcome::Success => self.health[b].success(),
-            Outcome::Failure(kind) => {
-                self.backend_errors[b] += 1;
-                if kind.is_outlier_failure() && self.health[b].failure(now, ejected_now, n) {
-                    self.ejections[b] += 1;
-                }
-            }
-            Outcome::Cancelled => {}
+        if outcome.is_failure() {
+            self.backend_errors[b] += 1;
+        }
+        if let Some(t) = self.health[b].record(outcome, Nanos(now))
+            && !t.to.is_available()
+        {
+            self.ejections[b] += 1;
         }
     }
 
@@ -997,8 +1032,8 @@ impl<'s> Sim<'s> {
 
     fn on_check(&mut self) {
         let now = self.now;
-        for (h, b) in self.health.iter_mut().zip(&self.backends) {
-            h.check(b.up, now);
+        for (h, b) in self.health.iter().zip(&self.backends) {
+            h.record_check(b.up, Nanos(now));
         }
         if now + CHECK_NS <= self.end {
             self.push(now + CHECK_NS, Ev::Check);
@@ -1007,8 +1042,8 @@ impl<'s> Sim<'s> {
 
     fn on_tick(&mut self) {
         let now = self.now;
-        for h in &mut self.health {
-            h.poll(now);
+        for h in &self.health {
+            h.poll(Nanos(now));
         }
         self.series.tick(Nanos(now));
         let total_rps = self.series.total_samples().last().map_or(0.0, |s| s.rps);
@@ -1028,8 +1063,8 @@ impl<'s> Sim<'s> {
             .enumerate()
             .map(|(i, k)| {
                 let configured = self.scenario.backends[i].weight;
-                let available = self.health[i].available(now);
-                let slow = self.health[i].slow_start(now);
+                let available = self.health[i].is_available(Nanos(now));
+                let slow = self.health[i].weight_factor(Nanos(now));
                 match &samples[i] {
                     Some(s) => BackendInput::from_sample(k, s, configured, available, slow),
                     None => BackendInput {
@@ -1050,8 +1085,14 @@ impl<'s> Sim<'s> {
             self.anomalies.add(a);
         }
         for (i, d) in report.weights.iter().enumerate() {
-            let base = self.scenario.backends[i].weight * self.health[i].slow_start(now);
-            self.weights[i] = if self.uses_controller { d.weight } else { base };
+            // As the proxy: health and slow start are applied live (see
+            // `View::weight`), the analysis factor once a tick.
+            let configured = self.scenario.backends[i].weight;
+            self.weights[i] = if self.uses_controller && self.opts.mode == WeightMode::Enforce {
+                configured * d.factor
+            } else {
+                configured
+            };
         }
         if self.opts.timeline {
             let total: u64 = self.second_dispatch.iter().sum();

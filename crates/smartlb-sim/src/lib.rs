@@ -23,9 +23,11 @@
 //!   simulated second `UpstreamSeries::tick` and the
 //!   [`Analyzer`](smartlb_traffic::analysis::Analyzer) (forecast, anomalies,
 //!   weight controller) run, and `adaptive` uses the weights it sets.
-//!   Health (outlier ejection, active checks, slow start) and retries (once,
-//!   on another backend, within a 20 % budget) follow the configuration
-//!   defaults, the same for every algorithm.
+//!   Health is `smartlb-health`'s `BackendHealth` state machine, as in the
+//!   proxy (outlier ejection with its shared budget, active checks, slow
+//!   start), with the configuration defaults; it and retries (once, on
+//!   another backend, within a 20 % budget) are the same for every
+//!   algorithm.
 //!
 //! Every random draw comes from generators seeded from the run's seed, and
 //! the arrivals and service demands come from their own stream, so all
@@ -61,7 +63,6 @@
 
 pub mod cli;
 mod engine;
-mod health;
 mod report;
 mod scenario;
 

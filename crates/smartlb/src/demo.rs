@@ -7,6 +7,14 @@
 //! and has active health checks, outlier detection, retries and slow start turned on, so
 //! the view shows traffic leaving the slow and the crashed backend, the crash costing no
 //! client request, and the recovered backend ramping back up.
+//!
+//! The event list also narrates the traffic analyser's decisions, read from the running
+//! proxy's analyser (the figures the status and traffic APIs show) by a [`Narrator`]:
+//! anomalies as they are reported (`t=8.0s anomaly: degrading latency 72.3 ms, expected
+//! 9.3 ms from its own history`), weight changes with their reasons (`t=11.0s analysis:
+//! degrading loses share, weight 0.75 → 0.42 (capacity factor ×0.42): change limited
+//! (wanted ×0.31), capacity ×0.42 (latency 55.03 ms against 12.85 ms)`), and every 10 s
+//! the forecast against the actual rate.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use smartlb_balance::algorithms::Adaptive;
 use smartlb_balance::{Endpoints, Nanos, PeakEwma, hash_bytes};
 use smartlb_health::{BackendHealth, HealthState};
 use smartlb_traffic::BackendStats;
 
-/// Default decay of the peak-EWMA latency estimate (as tower and linkerd use).
+/// Default decay of the peak-EWMA latency estimate (as tower and linkerd use), read by
+/// `p2c-ewma`; `adaptive` reads a second estimate with `Adaptive::LATENCY_DECAY` (3 s).
 pub(crate) const EWMA_DECAY: Duration = Duration::from_secs(10);
 /// The largest factor the traffic analysis may put on a configured weight (the weight
 /// controller's `max_factor`).
@@ -36,6 +38,8 @@ pub struct Endpoint<S> {
     stats: Arc<BackendStats>,
     health: Arc<BackendHealth>,
     ewma: PeakEwma,
+    /// The faster estimate `adaptive` reads (`Adaptive::LATENCY_DECAY`).
+    recent: PeakEwma,
 }
 
 impl<S> Endpoint<S> {
@@ -59,6 +63,7 @@ impl<S> Endpoint<S> {
             stats: Arc::new(BackendStats::new()),
             health,
             ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
+            recent: PeakEwma::new(Adaptive::LATENCY_DECAY, EWMA_DEFAULT_NS),
         }
     }
 
@@ -171,11 +176,14 @@ impl<S> Endpoint<S> {
             stats: self.stats.clone(),
             health: self.health.clone(),
             ewma: PeakEwma::new(EWMA_DECAY, EWMA_DEFAULT_NS),
+            recent: PeakEwma::new(Adaptive::LATENCY_DECAY, EWMA_DEFAULT_NS),
         }
     }
 
     pub(crate) fn observe_latency(&self, latency: Duration, now: Nanos) {
-        self.ewma.observe(latency.as_nanos() as f64, now);
+        let ns = latency.as_nanos() as f64;
+        self.ewma.observe(ns, now);
+        self.recent.observe(ns, now);
     }
 }
 
@@ -235,7 +243,41 @@ impl<S> Endpoints for View<'_, S> {
     }
 
     #[inline]
+    fn recent_latency(&self, i: usize, now: Nanos) -> Option<f64> {
+        self.endpoints[i].recent.get(now)
+    }
+
+    #[inline]
     fn id(&self, i: usize) -> u64 {
         self.endpoints[i].id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smartlb_health::{EjectionBudget, HealthConfig};
+
+    #[test]
+    fn adaptive_reads_an_estimate_that_comes_down_faster() {
+        let health = Arc::new(BackendHealth::new(
+            &HealthConfig::default(),
+            Arc::new(EjectionBudget::new(50)),
+        ));
+        let endpoint = Endpoint::new("127.0.0.1:1", 1, false, (), health);
+        let endpoints = [Arc::new(endpoint)];
+        let view = View::new(&endpoints, Nanos::ZERO, &[]);
+        // 300 ms answers, then it recovers: 1 ms answers every 100 ms for 10 s.
+        endpoints[0].observe_latency(Duration::from_millis(300), Nanos::from_secs(1));
+        for k in 1..=100u64 {
+            endpoints[0]
+                .observe_latency(Duration::from_millis(1), Nanos::from_millis(1000 + 100 * k));
+        }
+        let now = Nanos::from_secs(11);
+        let slow = view.latency(0, now).unwrap_or(f64::NAN);
+        let fast = view.recent_latency(0, now).unwrap_or(f64::NAN);
+        // 10 s decay: about 300 × e^-1 ≈ 110 ms left; 3 s: about 300 × e^-3.3 ≈ 11 ms.
+        assert!(slow > 80e6, "{slow}");
+        assert!(fast < 20e6, "{fast}");
     }
 }

@@ -3,9 +3,10 @@ use crate::endpoints::{Endpoints, usable_weight};
 use crate::ewma::DEFAULT_LATENCY_NS;
 use crate::sample::{WeightCache, uniform, weighted};
 
-/// `adaptive`: weighted power of two choices on a damped latency cost, with
-/// a probing share. Its parameters were chosen by measurement in the
-/// simulator (`smartlb simulate`, see `docs/algorithms.md`).
+/// `adaptive`: weighted power of three choices on a damped latency cost that
+/// weighs load harder than latency, with a probing share. Its parameters were
+/// chosen by measurement in the simulator (`smartlb simulate`, see
+/// `docs/algorithms.md`).
 ///
 /// # The pick
 ///
@@ -13,14 +14,17 @@ use crate::sample::{WeightCache, uniform, weighted};
 ///    `p = min(len × probe_share, probe_share_max)` (1% per endpoint, at
 ///    most 10% in all, by default; `len` is [`Endpoints::len`]) the pick is
 ///    uniform among the pickable endpoints and nothing else is looked at.
-/// 2. **Compare.** Otherwise two distinct pickable endpoints are drawn at
+/// 2. **Compare.** Otherwise three distinct pickable endpoints (two when only
+///    two are pickable; [`Adaptive::with_choices`] sets 2 to 4) are drawn at
 ///    random in proportion to their live effective weight (the weights the
-///    traffic analyser sets), and the one with the lower
-///    `latency^e × (in_flight + 1) / weight` wins (the first drawn on ties),
-///    where `latency` is the peak-EWMA estimate or the 30 ms default without
-///    samples and `e` is 0.375 by default. Weights thus act twice: they
-///    decide who is considered, and they discount the cost of endpoints
-///    trusted with more capacity.
+///    traffic analyser sets), and the one with the lowest
+///    `latency^e × (in_flight + 1)^q / weight` wins (the first drawn on ties),
+///    where `latency` is the recent peak-EWMA estimate or the 30 ms default
+///    without samples, `e` is 0.375 and `q` 1.5 by default. Weights thus act
+///    twice: they decide who is considered, and they discount the cost of
+///    endpoints trusted with more capacity. In the simulator a third candidate
+///    lowered p99 by about 3 % and `q = 1.5` the median by 4 to 6 % against two
+///    candidates and `q = 1`.
 ///
 /// # Why the damped latency
 ///
@@ -79,6 +83,8 @@ pub struct Adaptive {
     latency_exponent: f64,
     probe_share: f64,
     probe_share_max: f64,
+    load_exponent: f64,
+    choices: usize,
     cache: WeightCache,
 }
 
@@ -90,7 +96,8 @@ impl Adaptive {
     pub const PROBE_SHARE_MAX: f64 = 0.10;
 
     /// Decay window of the peak-EWMA latency estimate that callers should
-    /// feed `adaptive` through [`Endpoints::latency`]: 3 s, rather than the
+    /// feed `adaptive` through [`Endpoints::recent_latency`] (which falls
+    /// back to [`Endpoints::latency`]): 3 s, rather than the
     /// 10 s that `p2c-ewma` reads, so a backend's estimate comes back down
     /// within seconds of a stall or a recovery (chosen in the simulator).
     pub const LATENCY_DECAY: std::time::Duration = std::time::Duration::from_secs(3);
@@ -98,6 +105,13 @@ impl Adaptive {
     /// Default exponent of the latency in the cost: 0.375 (see the type
     /// docs).
     pub const LATENCY_EXPONENT: f64 = 0.375;
+
+    /// Default exponent of the load (`in_flight + 1`) in the cost: 1.5 (see the
+    /// type docs).
+    pub const LOAD_EXPONENT: f64 = 1.5;
+
+    /// Default number of candidates compared per pick: 3 (see the type docs).
+    pub const CHOICES: usize = 3;
 
     /// With the 30 ms default latency and the default probing share.
     pub fn new() -> Self {
@@ -117,6 +131,8 @@ impl Adaptive {
             latency_exponent: Self::LATENCY_EXPONENT,
             probe_share: Self::PROBE_SHARE,
             probe_share_max: Self::PROBE_SHARE_MAX,
+            load_exponent: Self::LOAD_EXPONENT,
+            choices: Self::CHOICES,
             cache: WeightCache::default(),
         }
     }
@@ -156,6 +172,32 @@ impl Adaptive {
         self.latency_exponent
     }
 
+    /// Sets the exponent `q` of the load in the cost
+    /// `latency^e × (in_flight + 1)^q / weight`: 1 by default; above 1
+    /// requests in flight weigh more than latency and weight. Clamped into
+    /// `0..=4`; NaN keeps the default.
+    pub fn with_load_exponent(mut self, q: f64) -> Self {
+        self.load_exponent = if q.is_nan() { 1.0 } else { q.clamp(0.0, 4.0) };
+        self
+    }
+
+    /// The exponent of the load in the cost.
+    pub fn load_exponent(&self) -> f64 {
+        self.load_exponent
+    }
+
+    /// Sets how many distinct candidates a comparing pick draws (2 by
+    /// default, the power of two choices); clamped into `2..=4`.
+    pub fn with_choices(mut self, k: usize) -> Self {
+        self.choices = k.clamp(2, 4);
+        self
+    }
+
+    /// How many candidates a comparing pick draws.
+    pub fn choices(&self) -> usize {
+        self.choices
+    }
+
     /// The latency used for endpoints without samples, in ns.
     pub fn default_latency_ns(&self) -> f64 {
         self.default_ns
@@ -178,7 +220,12 @@ impl Adaptive {
             return f64::INFINITY;
         }
         let load = endpoints.in_flight(i) as f64 + 1.0;
-        let latency = match endpoints.latency(i, ctx.now) {
+        let load = if self.load_exponent == 1.0 {
+            load
+        } else {
+            load.powf(self.load_exponent)
+        };
+        let latency = match endpoints.recent_latency(i, ctx.now) {
             Some(l) if l >= 0.0 => l,
             _ => self.default_ns,
         };
@@ -216,7 +263,26 @@ impl Balancer for Adaptive {
             return Some(a);
         };
         let (ca, cb) = (self.cost(endpoints, a, ctx), self.cost(endpoints, b, ctx));
-        Some(if cb < ca { b } else { a })
+        let (mut best, mut best_cost) = if cb < ca { (b, cb) } else { (a, ca) };
+        let mut drawn = [a, b, usize::MAX, usize::MAX];
+        for k in 2..self.choices {
+            let seen = drawn;
+            let others = |i: usize, w: f64| if seen.contains(&i) { 0.0 } else { w };
+            let Some(c) = weighted(endpoints, ctx.rng, &self.cache, Some(a), &others) else {
+                break;
+            };
+            if seen.contains(&c) {
+                break;
+            }
+            if let Some(slot) = drawn.get_mut(k) {
+                *slot = c;
+            }
+            let cc = self.cost(endpoints, c, ctx);
+            if cc < best_cost {
+                (best, best_cost) = (c, cc);
+            }
+        }
+        Some(best)
     }
 }
 
@@ -251,6 +317,61 @@ mod tests {
         let a = Adaptive::with_default_latency(1e6).with_probe_share(0.5, 0.25);
         assert_eq!(a.probe_probability(3), 0.25);
         assert_eq!(a.default_latency_ns(), 1e6);
+    }
+
+    #[test]
+    fn more_choices_find_the_least_loaded() {
+        let mut eps = StaticEndpoints::uniform(3);
+        for (i, load) in [(0, 10), (1, 0), (2, 5)] {
+            eps.set_in_flight(i, load);
+        }
+        let count = |b: &Adaptive| {
+            let mut rng = FastRng::seed(7);
+            (0..3000)
+                .filter(|_| b.pick(&eps, &mut PickContext::new(Nanos(0), &mut rng)) == Some(1))
+                .count()
+        };
+        assert_eq!(Adaptive::new().choices(), Adaptive::CHOICES);
+        let two = Adaptive::new().with_probe_share(0.0, 0.0).with_choices(2);
+        assert_eq!(two.choices(), 2);
+        // Two of three: the idle endpoint is among them two times in three.
+        let share = count(&two) as f64 / 3000.0;
+        assert!((share - 2.0 / 3.0).abs() < 0.05, "{share}");
+        // Three of three always see it.
+        let three = Adaptive::new().with_probe_share(0.0, 0.0).with_choices(3);
+        assert_eq!(count(&three), 3000);
+        assert_eq!(Adaptive::new().with_choices(0).choices(), 2);
+        assert_eq!(Adaptive::new().with_choices(9).choices(), 4);
+        // More choices than endpoints: all of them, once each.
+        let mut two_eps = StaticEndpoints::uniform(2);
+        two_eps.set_in_flight(0, 3);
+        let four = Adaptive::new().with_probe_share(0.0, 0.0).with_choices(4);
+        let mut rng = FastRng::seed(1);
+        for _ in 0..100 {
+            assert_eq!(
+                four.pick(&two_eps, &mut PickContext::new(Nanos(0), &mut rng)),
+                Some(1)
+            );
+        }
+    }
+
+    #[test]
+    fn load_exponent_weighs_requests_in_flight() {
+        let a = Adaptive::new();
+        assert_eq!(a.load_exponent(), Adaptive::LOAD_EXPONENT);
+        assert_eq!(a.with_load_exponent(f64::NAN).load_exponent(), 1.0);
+        assert_eq!(Adaptive::new().with_load_exponent(9.0).load_exponent(), 4.0);
+        // Endpoint 0: weight 2, 3 in flight; endpoint 1: weight 1, idle. With q = 1.5
+        // the costs are 8/2 = 4 against 1; with q = 0 (load ignored) 0.5 against 1.
+        let mut eps = StaticEndpoints::from_weights([2.0, 1.0]);
+        eps.set_in_flight(0, 3);
+        let pick = |b: Adaptive| {
+            let b = b.with_probe_share(0.0, 0.0);
+            let mut rng = FastRng::seed(3);
+            b.pick(&eps, &mut PickContext::new(Nanos(0), &mut rng))
+        };
+        assert_eq!(pick(Adaptive::new()), Some(1));
+        assert_eq!(pick(Adaptive::new().with_load_exponent(0.0)), Some(0));
     }
 
     #[test]
