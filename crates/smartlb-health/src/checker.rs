@@ -238,6 +238,8 @@ pub struct CheckTarget {
     pub host: String,
     /// TLS for `https://` backends; `None`: plain TCP.
     pub tls: Option<smartlb_proxy::tls::ClientTls>,
+    /// Check over HTTP/2 (prior knowledge, or ALPN `h2` over TLS) instead of HTTP/1.1.
+    pub http2: bool,
 }
 
 impl CheckTarget {
@@ -247,6 +249,7 @@ impl CheckTarget {
             addr,
             host: addr.to_string(),
             tls: None,
+            http2: false,
         }
     }
 
@@ -378,16 +381,17 @@ async fn exchange_over<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let host = target
+        .host
+        .strip_prefix("https://")
+        .unwrap_or(target.host.as_str());
+    if target.http2 {
+        return exchange_h2(stream, target, host, path).await;
+    }
     let request = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(
-            HOST,
-            target
-                .host
-                .strip_prefix("https://")
-                .unwrap_or(target.host.as_str()),
-        )
+        .header(HOST, host)
         .header(USER_AGENT, USER_AGENT_VALUE)
         .header(CONNECTION, "close")
         .body(Empty::<Bytes>::new())
@@ -405,6 +409,48 @@ where
         closed = &mut conn => match closed {
             // With `Connection: close` the connection may end as soon as the
             // response head is in; the response is then ready.
+            Ok(()) => response.await,
+            Err(e) => return Err(CheckOutcome::Broken(e.to_string())),
+        },
+    };
+    response
+        .map(|r| r.status().as_u16())
+        .map_err(|e| CheckOutcome::Broken(e.to_string()))
+}
+
+/// One check over HTTP/2: `:authority` is the backend's host.
+async fn exchange_h2<I>(
+    stream: I,
+    target: &CheckTarget,
+    host: &str,
+    path: PathAndQuery,
+) -> Result<u16, CheckOutcome>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("{scheme}://{host}{path}"))
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+    let mut conn = std::pin::pin!(conn);
+    let mut response = std::pin::pin!(sender.send_request(request));
+    let response = tokio::select! {
+        biased;
+        response = &mut response => response,
+        closed = &mut conn => match closed {
             Ok(()) => response.await,
             Err(e) => return Err(CheckOutcome::Broken(e.to_string())),
         },

@@ -62,27 +62,6 @@ pub enum BuildError {
     /// A route names an upstream that does not exist.
     #[error("a route names the unknown upstream `{0}`")]
     UnknownUpstream(String),
-    /// The configuration asks for features this version validates but cannot serve yet
-    /// (see [`unsupported`]); it is refused rather than served without them.
-    #[error("not supported by this version of smartlb: {}", .0.join("; "))]
-    Unsupported(Vec<String>),
-}
-
-/// The settings of a valid configuration that this version cannot serve yet, one line
-/// each: HTTP/2 to backends (`protocol = "h2"`). `smartlb check`
-/// prints them as notes; building a proxy refuses them ([`BuildError::Unsupported`]), so
-/// that no setting is silently ignored.
-pub fn unsupported(config: &smartlb_config::Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for upstream in &config.upstreams {
-        if upstream.protocol == smartlb_config::UpstreamProtocol::H2 {
-            out.push(format!(
-                "upstream `{}`: protocol = \"h2\" (HTTP/2 to backends)",
-                upstream.name
-            ));
-        }
-    }
-    out
 }
 
 /// Why the proxy stopped with an error.

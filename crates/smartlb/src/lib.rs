@@ -75,7 +75,7 @@ mod upstream;
 
 pub use balance::{Balance, BalanceError};
 pub use endpoint::Endpoint;
-pub use error::{BuildError, RunError, unsupported};
+pub use error::{BuildError, RunError};
 pub use proxy::{Proxy, ProxyService, RequestIds};
 pub use reload::{ConfigWatcher, EtcdConfigError, ReloadError, WATCH_DEBOUNCE, run_etcd};
 pub use retry::{RetryPolicy, is_idempotent};

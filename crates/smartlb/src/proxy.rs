@@ -53,10 +53,6 @@ impl Proxy {
     /// See [`BuildError`]: a backend name that does not resolve, or a discovery kind this
     /// build cannot follow.
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
-        let unsupported = crate::error::unsupported(config);
-        if !unsupported.is_empty() {
-            return Err(BuildError::Unsupported(unsupported));
-        }
         let upstreams = config
             .upstreams
             .iter()

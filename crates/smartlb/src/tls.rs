@@ -36,7 +36,7 @@ fn client_tls(upstream: &UpstreamConfig, address: &BackendAddress) -> Result<Cli
         ca: settings.ca,
         client_cert: settings.cert.zip(settings.key),
         server_name: settings.server_name.clone(),
-        h2: false,
+        h2: upstream.protocol == smartlb_config::UpstreamProtocol::H2,
     };
     let name = server_name(settings.server_name.as_deref().unwrap_or(&address.host))?;
     Ok(ClientTls::new(client_config(&options)?, name))
@@ -113,7 +113,8 @@ pub(crate) async fn check_target(address: &str, upstream: &UpstreamConfig) -> Op
             .ok()?
             .next()?,
     };
-    let target = CheckTarget::new(addr).with_host(address);
+    let mut target = CheckTarget::new(addr).with_host(address);
+    target.http2 = upstream.protocol == smartlb_config::UpstreamProtocol::H2;
     if parsed.scheme == Scheme::Https {
         return client_tls(upstream, &parsed)
             .ok()

@@ -144,6 +144,7 @@ impl Upstream {
         let client_options = ClientOptions {
             connect_timeout: config.connect_timeout,
             request_timeout: server_request_timeout,
+            http2: config.protocol == smartlb_config::UpstreamProtocol::H2,
             ..ClientOptions::default()
         };
         let discovered = smartlb_discovery::initial_backends(config).map_err(|source| {
@@ -627,6 +628,7 @@ impl Upstream {
         let client_options = ClientOptions {
             connect_timeout: config.connect_timeout,
             request_timeout: server_request_timeout,
+            http2: config.protocol == smartlb_config::UpstreamProtocol::H2,
             ..old.client_options.clone()
         };
         let _guard = old

@@ -173,29 +173,6 @@ fn check_reports_a_missing_file() {
     assert!(stderr.contains("cannot read"), "{stderr}");
 }
 
-/// A valid file naming features this version cannot serve yet: `check` accepts it with
-/// notes, `run` refuses it instead of ignoring them.
-#[test]
-fn unsupported_features_are_noted_by_check_and_refused_by_run() {
-    let output = smartlb(&["check", "-c", "unsupported_h2.toml"], &[]);
-    assert_no_panic(&output);
-    assert_eq!(output.status.code(), Some(0));
-    let stderr = text(&output.stderr);
-    assert!(stderr.contains("protocol = \"h2\""), "{stderr}");
-    let output = smartlb(&["run", "-c", "unsupported_h2.toml"], &[]);
-    assert_no_panic(&output);
-    let stderr = text(&output.stderr);
-    assert_ne!(output.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("not supported by this version"), "{stderr}");
-    assert!(stderr.contains("HTTP/2 to backends"), "{stderr}");
-    // Files without them have no notes: the SPEC's full file is served whole.
-    let env = [("SMARTLB_ADMIN_TOKEN", "s3cret")];
-    for file in ["good_rich.toml", "spec_full.toml"] {
-        let output = smartlb(&["check", "-c", file], &env);
-        assert!(!text(&output.stderr).contains("note:"), "{file}");
-    }
-}
-
 #[test]
 fn run_rejects_a_bad_file_before_serving() {
     let output = smartlb(&["run", "-c", "bad_duration.toml"], &[]);

@@ -3,6 +3,7 @@
 
 mod connect;
 mod deadline;
+mod h2;
 pub(crate) mod pool;
 mod send;
 mod service;
@@ -51,6 +52,9 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
     /// TLS to the backend (`https://`); `None`: plain TCP.
     pub tls: Option<crate::tls::ClientTls>,
+    /// Speak HTTP/2 to the backend over one multiplexed connection (prior knowledge
+    /// without TLS, ALPN `h2` with it) instead of pooled HTTP/1.1 connections.
+    pub http2: bool,
 }
 
 impl Default for ClientOptions {
@@ -63,6 +67,7 @@ impl Default for ClientOptions {
             max_idle: 128,
             idle_timeout: Duration::from_secs(30),
             tls: None,
+            http2: false,
         }
     }
 }
@@ -112,6 +117,8 @@ struct Inner {
     /// The request timeout's deadlines; `None` without a request timeout.
     deadlines: Option<Arc<Deadlines>>,
     sweeper_started: AtomicBool,
+    /// The HTTP/2 connection (`opts.http2`).
+    h2: h2::H2,
 }
 
 /// The outcome of handing a request to one connection.
@@ -166,6 +173,7 @@ impl BackendClient {
                 opts,
                 open: Arc::new(AtomicUsize::new(0)),
                 reaper_started: AtomicBool::new(false),
+                h2: h2::H2::default(),
             }),
         }
     }
@@ -227,7 +235,15 @@ impl BackendClient {
         &self,
         req: Request<ProxyBody>,
     ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + '_ {
-        send::SendFuture::new(&self.inner, req, SendRequest::try_send_request)
+        if self.inner.opts.http2 {
+            futures_util::future::Either::Right(Box::pin(self.inner.send_h2(req)))
+        } else {
+            futures_util::future::Either::Left(send::SendFuture::new(
+                &self.inner,
+                req,
+                SendRequest::try_send_request,
+            ))
+        }
     }
 
     /// [`send`](Self::send), with a failure turned into the proxy's error response
