@@ -691,6 +691,16 @@ fn health(cx: &mut Ctx<'_>, t: &Table<'_, '_>) -> HealthConfig {
         |cx, n| cx.uint(n, 1, 100).map(|v| v as u32),
     );
     set(cx, t, "expect_status", &mut out.expect_status, status_range);
+    set(cx, t, "kind", &mut out.kind, |cx, n| {
+        cx.parsed(n, |v| match v {
+            "http" => Ok(HealthCheckKind::Http),
+            "grpc" => Ok(HealthCheckKind::Grpc),
+            other => Err(format!(
+                "unknown check kind \"{other}\"; expected http or grpc"
+            )),
+        })
+    });
+    set(cx, t, "grpc_service", &mut out.grpc_service, Ctx::string);
     if cx.clean_since(mark) && out.timeout > out.interval {
         cx.error(
             ErrorKind::InvalidValue,

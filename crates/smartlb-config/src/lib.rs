@@ -87,10 +87,11 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use model::{
     AdminConfig, Algorithm, AnalysisConfig, AnalysisMode, BackendConfig, CacheConfig, CanaryConfig,
-    Config, DiscoveryConfig, DnsDiscovery, DnsRecord, EtcdDiscovery, HashKey, HealthConfig,
-    HostMatch, LogConfig, LogFormat, LogLevel, OutlierConfig, RateLimitConfig, RateLimitKey,
-    RetryConfig, RetryOn, RouteConfig, ServerConfig, SlowStartConfig, SplitTarget, StatusRange,
-    StickyConfig, TlsConfig, UnknownNameError, UpstreamConfig, UpstreamProtocol, UpstreamTlsConfig,
+    Config, DiscoveryConfig, DnsDiscovery, DnsRecord, EtcdDiscovery, HashKey, HealthCheckKind,
+    HealthConfig, HostMatch, LogConfig, LogFormat, LogLevel, OutlierConfig, RateLimitConfig,
+    RateLimitKey, RetryConfig, RetryOn, RouteConfig, ServerConfig, SlowStartConfig, SplitTarget,
+    StatusRange, StickyConfig, TlsConfig, UnknownNameError, UpstreamConfig, UpstreamProtocol,
+    UpstreamTlsConfig,
 };
 pub use schema::known_keys;
 

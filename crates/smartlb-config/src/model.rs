@@ -473,6 +473,21 @@ pub struct HealthConfig {
     pub unhealthy_threshold: u32,
     /// Status codes that count as a pass.
     pub expect_status: StatusRange,
+    /// What a check is: `GET path` over HTTP, or a gRPC health check.
+    pub kind: HealthCheckKind,
+    /// The service a gRPC health check asks about (`""`: the whole server).
+    pub grpc_service: String,
+}
+
+/// `upstream.health.kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// `http`: `GET path`, passing on a status in `expect_status`.
+    #[default]
+    Http,
+    /// `grpc`: `grpc.health.v1.Health/Check` over HTTP/2, passing on `SERVING`.
+    Grpc,
 }
 
 impl Default for HealthConfig {
@@ -484,6 +499,8 @@ impl Default for HealthConfig {
             healthy_threshold: 2,
             unhealthy_threshold: 3,
             expect_status: StatusRange { min: 200, max: 399 },
+            kind: HealthCheckKind::Http,
+            grpc_service: String::new(),
         }
     }
 }

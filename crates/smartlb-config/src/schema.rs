@@ -169,6 +169,8 @@ pub(crate) const HEALTH: Schema = Schema {
         value("upstream.health.healthy_threshold"),
         value("upstream.health.unhealthy_threshold"),
         value("upstream.health.expect_status"),
+        value("upstream.health.kind"),
+        value("upstream.health.grpc_service"),
     ],
 };
 

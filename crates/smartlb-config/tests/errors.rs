@@ -645,3 +645,19 @@ fn upstream_protocol_and_tls_parse() {
     assert_eq!(tls.key.as_deref(), Some(std::path::Path::new("k.pem")));
     assert_eq!(tls.server_name.as_deref(), Some("api.internal"));
 }
+
+#[test]
+fn health_check_kind() {
+    let (_, _, path, _, message) = error(&format!("{UPSTREAM}[upstream.health]\nkind = \"tcp\"\n"));
+    assert_eq!(path, "upstream[0].health.kind");
+    assert!(message.contains("expected http or grpc"), "{message}");
+    let config = parse_str(
+        &format!("{UPSTREAM}[upstream.health]\nkind = \"grpc\"\ngrpc_service = \"api.v1.Users\"\n"),
+        "good.toml",
+        &env,
+    )
+    .unwrap();
+    let health = config.upstreams[0].health.as_ref().unwrap();
+    assert_eq!(health.kind, smartlb_config::HealthCheckKind::Grpc);
+    assert_eq!(health.grpc_service, "api.v1.Users");
+}

@@ -163,6 +163,10 @@ pub struct CheckConfig {
     /// Relative jitter of the interval: each wait is `interval * (1 ± jitter)`,
     /// drawn uniformly. 0.1 by default; at most 0.5.
     pub jitter: f64,
+    /// `Some(service)`: a gRPC health check (`grpc.health.v1.Health/Check` for
+    /// `service`, `""` for the whole server) over HTTP/2 instead of `GET path`; it
+    /// passes when the answer is `SERVING`.
+    pub grpc: Option<String>,
 }
 
 impl Default for CheckConfig {
@@ -174,6 +178,7 @@ impl Default for CheckConfig {
             timeout: Duration::from_secs(1),
             expect_status: StatusRange::default(),
             jitter: 0.1,
+            grpc: None,
         }
     }
 }
@@ -283,8 +288,10 @@ pub enum CheckOutcome {
     Timeout,
     /// The connection could not be established.
     Connect(String),
-    /// The connection broke or the response was not valid HTTP/1.1.
+    /// The connection broke or the response was not valid HTTP.
     Broken(String),
+    /// A gRPC health check answered, but not `SERVING`.
+    NotServing(String),
 }
 
 impl CheckOutcome {
@@ -298,6 +305,7 @@ impl CheckOutcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             CheckOutcome::Passed { .. } => "pass",
+            CheckOutcome::NotServing(_) => "not-serving",
             CheckOutcome::UnexpectedStatus { .. } => "status",
             CheckOutcome::Timeout => "timeout",
             CheckOutcome::Connect(_) => "connect",
@@ -309,6 +317,7 @@ impl CheckOutcome {
 impl fmt::Display for CheckOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CheckOutcome::NotServing(why) => write!(f, "gRPC health: {why}"),
             CheckOutcome::Passed { status } => write!(f, "passed ({status})"),
             CheckOutcome::UnexpectedStatus { status } => write!(f, "unexpected status {status}"),
             CheckOutcome::Timeout => f.write_str("timed out"),
@@ -346,11 +355,185 @@ pub async fn check_once(target: &CheckTarget, config: &CheckConfig) -> CheckOutc
         Ok(p) => p,
         Err(e) => return CheckOutcome::Broken(e.to_string()),
     };
+    if let Some(service) = &config.grpc {
+        return match tokio::time::timeout(config.timeout, grpc_check(target, service)).await {
+            Err(_) => CheckOutcome::Timeout,
+            Ok(outcome) => outcome,
+        };
+    }
     match tokio::time::timeout(config.timeout, exchange(target, path)).await {
         Err(_) => CheckOutcome::Timeout,
         Ok(Err(outcome)) => outcome,
         Ok(Ok(status)) if config.expect_status.contains(status) => CheckOutcome::Passed { status },
         Ok(Ok(status)) => CheckOutcome::UnexpectedStatus { status },
+    }
+}
+
+/// A `grpc.health.v1.Health/Check` call for `service` over HTTP/2.
+async fn grpc_check(target: &CheckTarget, service: &str) -> CheckOutcome {
+    let stream = match TcpStream::connect(target.addr).await {
+        Ok(stream) => stream,
+        Err(e) => return CheckOutcome::Connect(e.to_string()),
+    };
+    let _ = stream.set_nodelay(true);
+    let answer = match &target.tls {
+        None => grpc_exchange(stream, target, service).await,
+        Some(tls) => match tls
+            .connector()
+            .connect(tls.server_name().clone(), stream)
+            .await
+        {
+            Ok(stream) => grpc_exchange(stream, target, service).await,
+            Err(e) => Err(CheckOutcome::Connect(format!("TLS: {e}"))),
+        },
+    };
+    match answer {
+        Ok(1) => CheckOutcome::Passed { status: 200 },
+        Ok(status) => CheckOutcome::NotServing(grpc_serving_status(status).to_owned()),
+        Err(outcome) => outcome,
+    }
+}
+
+fn grpc_serving_status(status: u64) -> &'static str {
+    match status {
+        0 => "UNKNOWN",
+        1 => "SERVING",
+        2 => "NOT_SERVING",
+        3 => "SERVICE_UNKNOWN",
+        _ => "an unknown serving status",
+    }
+}
+
+/// The gRPC message of a `HealthCheckRequest { service }`: the 5-byte frame prefix and
+/// the protobuf encoding (field 1, a string).
+fn grpc_request(service: &str) -> Bytes {
+    let mut message = Vec::with_capacity(service.len() + 6);
+    if !service.is_empty() {
+        message.push(0x0a);
+        let mut len = service.len();
+        while len >= 0x80 {
+            message.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        message.push(len as u8);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = Vec::with_capacity(message.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    Bytes::from(frame)
+}
+
+/// The serving status (field 1, a varint) of a `HealthCheckResponse` frame.
+fn grpc_response_status(body: &[u8]) -> Option<u64> {
+    let (&compressed, rest) = body.split_first()?;
+    if compressed != 0 || rest.len() < 4 {
+        return None;
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let mut message = rest.get(4..4 + len)?;
+    let mut status = 0;
+    while let Some((&tag, after)) = message.split_first() {
+        // Every field of this message is a varint or is skipped as one.
+        let mut value = 0u64;
+        let mut shift = 0;
+        let mut used = 0;
+        for &byte in after {
+            used += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 || shift > 63 {
+                break;
+            }
+        }
+        if tag & 0x07 != 0 {
+            return None;
+        }
+        if tag >> 3 == 1 {
+            status = value;
+        }
+        message = after.get(used..)?;
+    }
+    Some(status)
+}
+
+async fn grpc_exchange<I>(
+    stream: I,
+    target: &CheckTarget,
+    service: &str,
+) -> Result<u64, CheckOutcome>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    let host = target
+        .host
+        .strip_prefix("https://")
+        .unwrap_or(target.host.as_str());
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{scheme}://{host}/grpc.health.v1.Health/Check"))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .header(USER_AGENT, USER_AGENT_VALUE)
+        .body(http_body_util::Full::new(grpc_request(service)))
+        .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+    let exchange = async {
+        let resp = sender
+            .send_request(request)
+            .await
+            .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(CheckOutcome::Broken(format!(
+                "HTTP status {}",
+                resp.status()
+            )));
+        }
+        let head_status = resp.headers().get("grpc-status").cloned();
+        let collected = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
+        let grpc_status = head_status.or_else(|| {
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status").cloned())
+        });
+        match grpc_status.as_ref().map(http::HeaderValue::as_bytes) {
+            Some(b"0") => {}
+            Some(code) => {
+                return Err(CheckOutcome::NotServing(format!(
+                    "grpc-status {}",
+                    String::from_utf8_lossy(code)
+                )));
+            }
+            None => return Err(CheckOutcome::Broken("no grpc-status".into())),
+        }
+        grpc_response_status(&collected.to_bytes())
+            .ok_or_else(|| CheckOutcome::Broken("not a HealthCheckResponse".into()))
+    };
+    let mut conn = std::pin::pin!(conn);
+    let mut exchange = std::pin::pin!(exchange);
+    tokio::select! {
+        biased;
+        answer = &mut exchange => answer,
+        closed = &mut conn => match closed {
+            Ok(()) => exchange.await,
+            Err(e) => Err(CheckOutcome::Broken(e.to_string())),
+        },
     }
 }
 

@@ -163,6 +163,7 @@ fn check_config(timeout_ms: u64) -> CheckConfig {
         timeout: Duration::from_millis(timeout_ms),
         expect_status: StatusRange::default(),
         jitter: 0.1,
+        grpc: None,
     }
 }
 

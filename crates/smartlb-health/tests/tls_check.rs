@@ -45,6 +45,7 @@ async fn checks_speak_tls_and_verify_the_backend() {
         timeout: Duration::from_secs(2),
         expect_status: StatusRange::default(),
         jitter: 0.0,
+        grpc: None,
     };
     let trusted = client_config(&ClientTlsOptions {
         ca: Some(pki.ca()),

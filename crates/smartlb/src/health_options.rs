@@ -35,6 +35,7 @@ pub(crate) fn check_options(config: &UpstreamConfig) -> Option<CheckConfig> {
         timeout: h.timeout,
         expect_status: StatusRange::new(h.expect_status.min, h.expect_status.max)
             .unwrap_or_default(),
+        grpc: (h.kind == smartlb_config::HealthCheckKind::Grpc).then(|| h.grpc_service.clone()),
         ..CheckConfig::default()
     })
 }

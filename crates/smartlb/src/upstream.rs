@@ -896,6 +896,21 @@ where
     )
 }
 
+/// gRPC status codes that say the backend failed (not the caller): UNKNOWN (2),
+/// DEADLINE_EXCEEDED (4), RESOURCE_EXHAUSTED (8), INTERNAL (13), UNAVAILABLE (14) and
+/// DATA_LOSS (15).
+const GRPC_BACKEND_FAILURES: [&[u8]; 6] = [b"2", b"4", b"8", b"13", b"14", b"15"];
+
+/// Whether `resp` is a gRPC error the backend is to blame for, given in the response head
+/// (a Trailers-Only response, which is how servers answer a call that fails before any
+/// message). Such answers count as failures for statistics and outlier detection, like a
+/// 5xx; statuses in trailers after a streamed body are not seen here.
+fn grpc_failure<B>(resp: &Response<B>) -> bool {
+    resp.headers()
+        .get("grpc-status")
+        .is_some_and(|code| GRPC_BACKEND_FAILURES.contains(&code.as_bytes()))
+}
+
 /// The opaque name of a backend in sticky cookies: a hash of the upstream's name and the
 /// backend's configured address (the same in every smartlb instance, and not the address).
 fn sticky_token(upstream: &str, address: &str) -> u64 {
@@ -1071,7 +1086,7 @@ fn try_once(
     match result {
         Ok(resp) => {
             let status = resp.status();
-            if status.is_server_error() {
+            if status.is_server_error() || grpc_failure(&resp) {
                 endpoint
                     .stats()
                     .record(Outcome::Failure(FailureKind::ServerError), latency);

@@ -216,3 +216,109 @@ async fn grpc_calls_are_balanced_per_request_and_a_killed_server_fails_only_its_
     drop(client);
     stop(running).await;
 }
+
+/// A backend answering every call with gRPC status UNAVAILABLE in the response head (a
+/// Trailers-Only response), over h2c.
+async fn unavailable_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        let resp = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .header("grpc-message", "overloaded")
+            .header("x-server", "bad")
+            .body(smartlb_proxy::ProxyBody::empty())
+            .unwrap();
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    tokio::spawn(smartlb_proxy::serve(
+        listener,
+        service,
+        smartlb_proxy::ServerOptions::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unavailable_answers_eject_the_backend() {
+    let good = [grpc_server("g1").await, grpc_server("g2").await];
+    let bad = unavailable_server().await;
+    let toml = format!(
+        "{PREAMBLE}\n[[upstream]]\nname = \"grpc\"\nalgorithm = \"round-robin\"\nprotocol = \"h2\"\nbackends = [\"{}\", \"{}\", \"{bad}\"]\n\n[upstream.outlier]\nconsecutive_failures = 3\nbase_ejection_time = \"30s\"\n",
+        good[0].addr, good[1].addr
+    );
+    let running = start_proxy(&toml).await;
+    let mut client = client(proxy_addr(&running)).await;
+    let mut failed = 0;
+    for _ in 0..30 {
+        match client.check(request()).await {
+            Ok(resp) => assert_ne!(server_of(&resp), "bad"),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable);
+                failed += 1;
+            }
+        }
+    }
+    // Three failures in a row eject it; after that every call goes to a good server.
+    assert_eq!(failed, 3, "calls answered UNAVAILABLE before the ejection");
+    let states = backend_states(&running, "grpc");
+    assert_eq!(
+        states.get(&bad.to_string()).map(String::as_str),
+        Some("ejected"),
+        "{states:?}"
+    );
+    drop(client);
+    stop(running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_checks_take_a_not_serving_server_out_and_bring_it_back() {
+    let servers = [grpc_server("h1").await, grpc_server("h2").await];
+    let toml = format!(
+        "{PREAMBLE}\n[[upstream]]\nname = \"grpc\"\nalgorithm = \"round-robin\"\nprotocol = \"h2\"\nbackends = [\"{}\", \"{}\"]\n\n[upstream.health]\nkind = \"grpc\"\ninterval = \"500ms\"\ntimeout = \"400ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 2\n",
+        servers[0].addr, servers[1].addr
+    );
+    let running = start_proxy(&toml).await;
+    let h2 = servers[1].addr.to_string();
+    eventually(
+        Duration::from_secs(10),
+        "both healthy by gRPC checks",
+        || {
+            backend_states(&running, "grpc")
+                .values()
+                .all(|s| s == "healthy")
+        },
+    )
+    .await;
+    servers[1]
+        .reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    eventually(Duration::from_secs(10), "h2 taken out", || {
+        backend_states(&running, "grpc")
+            .get(&h2)
+            .map(String::as_str)
+            == Some("unhealthy")
+    })
+    .await;
+    let mut client = client(proxy_addr(&running)).await;
+    for _ in 0..10 {
+        let resp = client.check(request()).await.unwrap();
+        assert_eq!(server_of(&resp), "h1");
+    }
+    servers[1]
+        .reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    eventually(Duration::from_secs(10), "h2 back", || {
+        backend_states(&running, "grpc")
+            .get(&h2)
+            .map(String::as_str)
+            != Some("unhealthy")
+    })
+    .await;
+    drop(client);
+    stop(running).await;
+}
