@@ -282,3 +282,65 @@ async fn certificates_are_read_again_on_reload() {
     drop(before);
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_asking_for_a_client_certificate_gets_the_configured_one() {
+    use smartlb_proxy::tls::{load_certs, load_key};
+    use std::sync::Arc;
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("backend", &["backend.internal"]);
+    let (client_cert, client_key) = pki.leaf("smartlb-client", &["smartlb.internal"]);
+    // A backend that accepts only clients with a certificate from the private CA.
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in load_certs(&pki.ca()).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&cert).unwrap(), load_key(&key).unwrap())
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let service = tower::service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(ProxyBody::full("mutual")))
+    });
+    tokio::spawn(smartlb_proxy::serve_tls(
+        listener,
+        ServerTls::new(Arc::new(server)),
+        service,
+        ServerOptions::default(),
+        std::future::pending(),
+    ));
+    let client = client();
+
+    let with_cert = format!(
+        "[upstream.tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nserver_name = \"backend.internal\"\n",
+        pki.ca().display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let running = start_proxy(&config(&format!("https://{backend}"), "", &with_cert)).await;
+    let answer = get(&client, proxy_addr(&running), "/").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "mutual");
+    stop(running).await;
+
+    // Without the client certificate the backend refuses the handshake: 502.
+    let without = format!(
+        "[upstream.tls]\nca = \"{}\"\nserver_name = \"backend.internal\"\n",
+        pki.ca().display()
+    );
+    let running = start_proxy(&config(&format!("https://{backend}"), "", &without)).await;
+    assert_eq!(get(&client, proxy_addr(&running), "/").await.status, 502);
+    stop(running).await;
+}
