@@ -106,6 +106,10 @@ pub struct UpstreamStatus {
     pub algorithm: String,
     /// Every backend, primaries then backups, in configuration order.
     pub backends: Vec<BackendStatus>,
+    /// The traffic anomalies detected recently (the newest 20, oldest first), as in
+    /// `GET /api/v1/traffic`.
+    #[serde(default)]
+    pub anomalies: Vec<crate::traffic::Anomaly>,
 }
 
 /// One backend in a [`StatusReport`].

@@ -69,20 +69,22 @@ pub(crate) fn traffic(proxy: &Proxy, query: &TrafficQuery) -> TrafficReport {
                         })
                     }),
                     forecast_series: Vec::new(),
-                    anomalies: anomalies
-                        .iter()
-                        .map(|a| Anomaly {
-                            at_ms: a.at_ms,
-                            kind: a.kind.as_str().to_string(),
-                            backend: a.backend.clone(),
-                            message: a.to_string(),
-                            value: Some(a.observed),
-                            expected: Some(a.expected),
-                        })
-                        .collect(),
+                    anomalies: anomalies.iter().map(anomaly).collect(),
                 }
             })
             .collect(),
+    }
+}
+
+/// An anomaly as the admin API reports it.
+pub(crate) fn anomaly(a: &smartlb_traffic::analysis::Anomaly) -> Anomaly {
+    Anomaly {
+        at_ms: a.at_ms,
+        kind: a.kind.as_str().to_string(),
+        backend: a.backend.clone(),
+        message: a.to_string(),
+        value: Some(a.observed),
+        expected: Some(a.expected),
     }
 }
 

@@ -263,6 +263,15 @@ impl Proxy {
                                 }
                             })
                             .collect(),
+                        anomalies: {
+                            let (recent, _) = u.anomalies();
+                            let skip = recent.len().saturating_sub(20);
+                            recent
+                                .iter()
+                                .skip(skip)
+                                .map(crate::admin::anomaly)
+                                .collect()
+                        },
                     }
                 })
                 .collect(),

@@ -266,6 +266,15 @@ async fn adaptive_moves_load_off_a_slow_backend_process_and_reports_it_once() {
         .unwrap();
     assert!(count >= 1.0, "no latency anomaly counted: {}", counted[0]);
 
+    // The status output shows it too.
+    let in_status: Vec<_> = status["upstreams"][0]["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "latency" && a["backend"] == slow.as_str())
+        .collect();
+    assert_eq!(in_status.len(), 1, "{status:#}");
+
     // The traffic API lists it, and explains the slow backend's weight.
     let upstream = &traffic["upstreams"][0];
     assert_eq!(upstream["analysis"], "enforce");

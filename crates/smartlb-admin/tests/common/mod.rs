@@ -52,11 +52,13 @@ impl Fake {
                         backend("127.0.0.1:8082", 1, "healthy"),
                         backend("[::1]:8083", 1, "backup"),
                     ],
+                    anomalies: Vec::new(),
                 },
                 UpstreamStatus {
                     name: "api canary".into(),
                     algorithm: "p2c-ewma".into(),
                     backends: vec![backend("127.0.0.1:9081", 1, "healthy")],
+                    anomalies: Vec::new(),
                 },
             ]),
             reload: Mutex::new(Ok(ReloadReport {
