@@ -525,6 +525,18 @@ where
         grpc_response_status(&collected.to_bytes())
             .ok_or_else(|| CheckOutcome::Broken("not a HealthCheckResponse".into()))
     };
+    drive(conn, exchange).await
+}
+
+/// Runs `exchange` while driving its connection `conn` here rather than in a spawned
+/// task, so that the check's timeout drops everything together. A connection that ends
+/// cleanly first (with `Connection: close` it may end as soon as the response head is
+/// in) leaves the exchange to finish; one that fails is a broken check.
+async fn drive<C, E, T>(conn: C, exchange: E) -> Result<T, CheckOutcome>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+    E: Future<Output = Result<T, CheckOutcome>>,
+{
     let mut conn = std::pin::pin!(conn);
     let mut exchange = std::pin::pin!(exchange);
     tokio::select! {
@@ -582,23 +594,14 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
-    // Drive the connection here rather than in a spawned task, so that the
-    // timeout drops everything together.
-    let mut conn = std::pin::pin!(conn);
-    let mut response = std::pin::pin!(sender.send_request(request));
-    let response = tokio::select! {
-        biased;
-        response = &mut response => response,
-        closed = &mut conn => match closed {
-            // With `Connection: close` the connection may end as soon as the
-            // response head is in; the response is then ready.
-            Ok(()) => response.await,
-            Err(e) => return Err(CheckOutcome::Broken(e.to_string())),
-        },
-    };
-    response
-        .map(|r| r.status().as_u16())
-        .map_err(|e| CheckOutcome::Broken(e.to_string()))
+    drive(conn, async move {
+        sender
+            .send_request(request)
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| CheckOutcome::Broken(e.to_string()))
+    })
+    .await
 }
 
 /// One check over HTTP/2: `:authority` is the backend's host.
@@ -628,19 +631,14 @@ where
     )
     .await
     .map_err(|e| CheckOutcome::Broken(e.to_string()))?;
-    let mut conn = std::pin::pin!(conn);
-    let mut response = std::pin::pin!(sender.send_request(request));
-    let response = tokio::select! {
-        biased;
-        response = &mut response => response,
-        closed = &mut conn => match closed {
-            Ok(()) => response.await,
-            Err(e) => return Err(CheckOutcome::Broken(e.to_string())),
-        },
-    };
-    response
-        .map(|r| r.status().as_u16())
-        .map_err(|e| CheckOutcome::Broken(e.to_string()))
+    drive(conn, async move {
+        sender
+            .send_request(request)
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| CheckOutcome::Broken(e.to_string()))
+    })
+    .await
 }
 
 /// Starts and configures active checks for the backends of one upstream.

@@ -107,17 +107,7 @@ pub(crate) async fn connect_http1(
     let tx = match tls {
         None => start_http1(stream, target, open, upgrades).await?,
         Some(tls) => {
-            let handshake = tls.connector().connect(tls.server_name().clone(), stream);
-            let stream = if timeout.is_zero() {
-                handshake.await
-            } else {
-                let left = timeout.saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, handshake).await {
-                    Ok(res) => res,
-                    Err(_) => return Err(ProxyError::connect_timeout()),
-                }
-            }
-            .map_err(ProxyError::connect)?;
+            let stream = tls_handshake(tls, stream, timeout, started).await?;
             start_http1(stream, target, open, upgrades).await?
         }
     };
@@ -126,6 +116,25 @@ pub(crate) async fn connect_http1(
         deadlines.register(&conn.watch);
     }
     Ok(conn)
+}
+
+/// The TLS handshake over a new TCP connection, within what is left of the connect
+/// `timeout` (zero: none) counted from `started`; its failure is a connect failure.
+pub(crate) async fn tls_handshake(
+    tls: &ClientTls,
+    stream: TcpStream,
+    timeout: Duration,
+    started: tokio::time::Instant,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ProxyError> {
+    let handshake = tls.connector().connect(tls.server_name().clone(), stream);
+    if timeout.is_zero() {
+        return handshake.await.map_err(ProxyError::connect);
+    }
+    let left = timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, handshake).await {
+        Ok(res) => res.map_err(ProxyError::connect),
+        Err(_) => Err(ProxyError::connect_timeout()),
+    }
 }
 
 /// The HTTP/1.1 handshake over `io`, and the task driving the connection.

@@ -9,7 +9,7 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::Inner;
-use super::connect::{OpenGuard, connect_tcp};
+use super::connect::{OpenGuard, connect_tcp, tls_handshake};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::headers::{self, prepare_response};
@@ -121,17 +121,7 @@ impl Inner {
         match &self.opts.tls {
             None => self.start_h2(stream).await,
             Some(tls) => {
-                let handshake = tls.connector().connect(tls.server_name().clone(), stream);
-                let stream = if timeout.is_zero() {
-                    handshake.await
-                } else {
-                    let left = timeout.saturating_sub(started.elapsed());
-                    match tokio::time::timeout(left, handshake).await {
-                        Ok(res) => res,
-                        Err(_) => return Err(ProxyError::connect_timeout()),
-                    }
-                }
-                .map_err(ProxyError::connect)?;
+                let stream = tls_handshake(tls, stream, timeout, started).await?;
                 if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                     return Err(ProxyError::connect(std::io::Error::other(
                         "the backend did not agree to HTTP/2 (ALPN h2)",
