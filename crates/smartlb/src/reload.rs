@@ -350,56 +350,37 @@ fn build_new(
 
 /// The names of the settings of an upstream that differ (backends and discovery aside).
 fn settings_changed(old: &UpstreamConfig, new: &UpstreamConfig) -> Vec<&'static str> {
-    let mut what = Vec::new();
-    if old.algorithm != new.algorithm {
-        what.push("algorithm");
-    }
-    if old.hash_key != new.hash_key {
-        what.push("hash_key");
-    }
-    if old.connect_timeout != new.connect_timeout {
-        what.push("connect_timeout");
-    }
-    if old.health != new.health {
-        what.push("health");
-    }
-    if old.outlier != new.outlier {
-        what.push("outlier");
-    }
-    if old.retry != new.retry {
-        what.push("retry");
-    }
-    if old.slow_start != new.slow_start {
-        what.push("slow_start");
-    }
-    if old.analysis != new.analysis {
-        what.push("analysis");
-    }
-    if old.sticky != new.sticky {
-        what.push("sticky");
-    }
-    what
+    [
+        ("algorithm", old.algorithm != new.algorithm),
+        ("hash_key", old.hash_key != new.hash_key),
+        (
+            "connect_timeout",
+            old.connect_timeout != new.connect_timeout,
+        ),
+        ("protocol", old.protocol != new.protocol),
+        ("tls", old.tls != new.tls),
+        ("health", old.health != new.health),
+        ("outlier", old.outlier != new.outlier),
+        ("retry", old.retry != new.retry),
+        ("slow_start", old.slow_start != new.slow_start),
+        ("analysis", old.analysis != new.analysis),
+        ("sticky", old.sticky != new.sticky),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
 }
 
 /// The keys that only a restart applies.
 fn restart_only(old: &Config, new: &Config, changes: &mut Vec<String>) {
-    let mut keys = Vec::new();
-    if old.server.workers != new.server.workers {
-        keys.push("server.workers");
-    }
-    if old.admin.listen != new.admin.listen {
-        keys.push("admin.listen");
-    }
-    if old.admin.token != new.admin.token {
-        keys.push("admin.token");
-    }
-    if old.log.level != new.log.level {
-        keys.push("log.level");
-    }
-    if old.log.format != new.log.format {
-        keys.push("log.format");
-    }
-    for key in keys {
+    let keys = [
+        ("server.workers", old.server.workers != new.server.workers),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("admin.token", old.admin.token != new.admin.token),
+        ("log.level", old.log.level != new.log.level),
+        ("log.format", old.log.format != new.log.format),
+    ];
+    for (key, _) in keys.into_iter().filter(|(_, changed)| *changed) {
         tracing::warn!(
             key,
             "changed in the file: needs a restart; the running value is kept"
@@ -782,6 +763,21 @@ mod tests {
             changes,
             vec!["server.workers changed: needs a restart (the running value is kept)".to_string()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_protocol_gives_the_backends_http2_clients() {
+        let proxy = Proxy::from_config(&config("", "")).expect("proxy");
+        let a = endpoint(&proxy, "127.0.0.1:9");
+        assert!(!a.service().options().http2);
+        let changes = proxy.apply(&config("protocol = \"h2\"", ""));
+        assert_eq!(
+            changes,
+            vec!["upstream `web`: protocol changed".to_string()]
+        );
+        let renewed = endpoint(&proxy, "127.0.0.1:9");
+        assert!(renewed.service().options().http2);
+        assert!(Arc::ptr_eq(a.health(), renewed.health()));
     }
 
     #[tokio::test]
