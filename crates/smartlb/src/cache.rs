@@ -66,6 +66,9 @@ struct Entry {
     initial_age: Duration,
     fresh_for: Duration,
     used: u64,
+    /// Whether the response allows serving requests with `Authorization` (`public`,
+    /// `s-maxage` or `must-revalidate`).
+    shared: bool,
 }
 
 /// The outcome of a lookup.
@@ -125,31 +128,35 @@ impl ResponseCache {
             return Lookup::Bypass;
         }
         let target = target(req);
-        let key = CacheKey {
-            target: target.clone(),
-            headers: req.headers().clone(),
-            authorized: req.headers().contains_key(header::AUTHORIZATION),
+        let authorized = req.headers().contains_key(header::AUTHORIZATION);
+        // What a miss hands to `store`; the request's headers are copied only then.
+        let miss = |target: String| {
+            Lookup::Miss(CacheKey {
+                target,
+                headers: req.headers().clone(),
+                authorized,
+            })
         };
         if directives.no_cache || directives.max_age == Some(0) {
-            return Lookup::Miss(key);
+            return miss(target);
         }
         let mut state = self.lock();
         let use_seq = state.next_use;
         let State { entries, lru, .. } = &mut *state;
         let Some(variants) = entries.get_mut(&target) else {
-            return Lookup::Miss(key);
+            drop(state);
+            return miss(target);
         };
-        let Some(entry) = variants
-            .iter_mut()
-            .find(|e| values_of(&e.vary, req.headers()) == e.values)
-        else {
-            return Lookup::Miss(key);
+        let Some(entry) = variants.iter_mut().find(|e| e.matches(req.headers())) else {
+            drop(state);
+            return miss(target);
         };
         let age = entry.initial_age + now.saturating_duration_since(entry.stored);
         if age >= entry.fresh_for {
-            return Lookup::Miss(key);
+            drop(state);
+            return miss(target);
         }
-        if key.authorized && !entry.headers_allow_authorized() {
+        if authorized && !entry.shared {
             return Lookup::Bypass;
         }
         if let Some(old) = lru.remove(&entry.used) {
@@ -197,6 +204,7 @@ impl ResponseCache {
                 initial_age,
                 fresh_for,
                 used: 0,
+                shared: Directives::of(&parts.headers).allow_authorized(),
             },
         );
         Response::from_parts(parts, ProxyBody::full(body))
@@ -224,7 +232,7 @@ impl ResponseCache {
         if d.no_store || d.private || d.no_cache {
             return None;
         }
-        if key.authorized && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
+        if key.authorized && !d.allow_authorized() {
             return None;
         }
         if headers.get_all(header::VARY).iter().any(|v| {
@@ -324,9 +332,20 @@ impl ResponseCache {
 }
 
 impl Entry {
-    fn headers_allow_authorized(&self) -> bool {
-        let d = Directives::of(&self.headers);
-        d.public || d.s_maxage.is_some() || d.must_revalidate
+    /// Whether a request with `headers` is this variant: the same values for every
+    /// header the response's `Vary` names.
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        self.vary
+            .iter()
+            .zip(&self.values)
+            .all(|(name, value)| headers.get(name) == value.as_ref())
+    }
+}
+
+impl Directives {
+    /// Whether a response with these directives may serve requests with `Authorization`.
+    fn allow_authorized(&self) -> bool {
+        self.public || self.s_maxage.is_some() || self.must_revalidate
     }
 }
 
