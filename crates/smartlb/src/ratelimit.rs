@@ -24,7 +24,7 @@ enum Key {
     /// `key = "ip"`.
     Ip(IpAddr),
     /// `key = "header:NAME"`: the header's value (requests without it share one bucket).
-    Header(Option<bytes::Bytes>),
+    Header(Option<http::HeaderValue>),
     /// `key = "none"`, and `ip` for a request whose client address is unknown (embedded
     /// use without `ClientInfo`).
     Route,
@@ -74,11 +74,8 @@ impl RateLimit {
                 .extensions()
                 .get::<ClientInfo>()
                 .map_or(Key::Route, |c| Key::Ip(c.remote.ip())),
-            RateLimitKey::Header(name) => Key::Header(
-                req.headers()
-                    .get(name.as_str())
-                    .map(|v| bytes::Bytes::copy_from_slice(v.as_bytes())),
-            ),
+            // A clone shares the bytes of the request's header.
+            RateLimitKey::Header(name) => Key::Header(req.headers().get(name.as_str()).cloned()),
             RateLimitKey::None => Key::Route,
         }
     }
