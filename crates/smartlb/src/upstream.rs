@@ -122,16 +122,7 @@ impl Upstream {
         config: &UpstreamConfig,
         server_request_timeout: std::time::Duration,
     ) -> Result<Self, BuildError> {
-        crate::tls::check_upstream(config)?;
-        let algorithm: Algorithm =
-            config
-                .algorithm
-                .as_str()
-                .parse()
-                .map_err(|_| BuildError::Algorithm {
-                    upstream: config.name.clone(),
-                    algorithm: config.algorithm.as_str().to_string(),
-                })?;
+        let algorithm = checked_algorithm(config)?;
         let health_options = crate::health_options::options(config);
         let budget = Arc::new(EjectionBudget::new(config.outlier.max_ejection_percent));
         let now = clock::now();
@@ -141,12 +132,8 @@ impl Upstream {
                 reason: source.to_string(),
             })?;
         let mut series = UpstreamSeries::new(series_config, now);
-        let client_options = ClientOptions {
-            connect_timeout: config.connect_timeout,
-            request_timeout: server_request_timeout,
-            http2: config.protocol == smartlb_config::UpstreamProtocol::H2,
-            ..ClientOptions::default()
-        };
+        let client_options =
+            client_options(config, server_request_timeout, ClientOptions::default());
         let discovered = smartlb_discovery::initial_backends(config).map_err(|source| {
             BuildError::Discovery {
                 upstream: config.name.clone(),
@@ -606,17 +593,8 @@ impl Upstream {
         config: &UpstreamConfig,
         server_request_timeout: std::time::Duration,
     ) -> Result<Upstream, BuildError> {
-        crate::tls::check_upstream(config)?;
         let old = &self.inner;
-        let algorithm: Algorithm =
-            config
-                .algorithm
-                .as_str()
-                .parse()
-                .map_err(|_| BuildError::Algorithm {
-                    upstream: config.name.clone(),
-                    algorithm: config.algorithm.as_str().to_string(),
-                })?;
+        let algorithm = checked_algorithm(config)?;
         let series_changed = config.analysis.tick != old.config.analysis.tick
             || config.analysis.history != old.config.analysis.history;
         let series_config = SeriesConfig::new(config.analysis.tick, config.analysis.history)
@@ -625,12 +603,8 @@ impl Upstream {
                 reason: source.to_string(),
             })?;
         let health_options = crate::health_options::options(config);
-        let client_options = ClientOptions {
-            connect_timeout: config.connect_timeout,
-            request_timeout: server_request_timeout,
-            http2: config.protocol == smartlb_config::UpstreamProtocol::H2,
-            ..old.client_options.clone()
-        };
+        let client_options =
+            client_options(config, server_request_timeout, old.client_options.clone());
         let _guard = old
             .membership
             .lock()
@@ -894,6 +868,33 @@ where
         smartlb_proxy::error_response(StatusCode::BAD_GATEWAY, "retries-exhausted"),
         Served::default(),
     )
+}
+
+/// The upstream's algorithm, once its TLS settings are known to load.
+fn checked_algorithm(config: &UpstreamConfig) -> Result<Algorithm, BuildError> {
+    crate::tls::check_upstream(config)?;
+    config
+        .algorithm
+        .as_str()
+        .parse()
+        .map_err(|_| BuildError::Algorithm {
+            upstream: config.name.clone(),
+            algorithm: config.algorithm.as_str().to_string(),
+        })
+}
+
+/// `base` with the upstream's connect timeout, protocol and the server's request timeout.
+fn client_options(
+    config: &UpstreamConfig,
+    request_timeout: std::time::Duration,
+    base: ClientOptions,
+) -> ClientOptions {
+    ClientOptions {
+        connect_timeout: config.connect_timeout,
+        request_timeout,
+        http2: config.protocol == smartlb_config::UpstreamProtocol::H2,
+        ..base
+    }
 }
 
 /// gRPC status codes that say the backend failed (not the caller): UNKNOWN (2),
