@@ -10,6 +10,10 @@ use std::time::Duration;
 use common::*;
 use smartlb_demo::{Latency, LoadGenerator, LoadOptions};
 
+/// The tests of this file measure shares under load; run one at a time, they do not
+/// starve each other of CPU on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs load through `algorithm`, slows backend `c` to 300 ms after 6 s (past the
 /// analyser's warm-up), and returns c's share of the answers from 4 s to 10 s after the
 /// change, with the proxy's traffic document.
@@ -46,6 +50,7 @@ async fn slow_backend_share(algorithm: &str) -> (f64, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adaptive_moves_load_off_a_backend_that_slows_down() {
+    let _serial = SERIAL.lock().await;
     let (share, traffic) = slow_backend_share("adaptive").await;
     assert!(
         share < 0.15,
@@ -61,6 +66,7 @@ async fn adaptive_moves_load_off_a_backend_that_slows_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_keeps_sending_a_third() {
+    let _serial = SERIAL.lock().await;
     let (share, _) = slow_backend_share("round-robin").await;
     assert!(
         (0.25..0.42).contains(&share),
@@ -101,6 +107,7 @@ async fn fast_failing_share(algorithm: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_503s_lower_a_share_under_adaptive_and_raise_it_under_naive_peak_ewma() {
+    let _serial = SERIAL.lock().await;
     let adaptive = fast_failing_share("adaptive").await;
     // Naive peak-EWMA has no probing share: one sample slowed by a starved CPU (a busy CI
     // machine) can shut the fast-failing backend out for the whole window, which says
